@@ -1,0 +1,131 @@
+"""Dead-letter topics: naming, the record written, and the writer that never gives up."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from eventbus import headers as h
+from eventbus._transport.base import ProducerTransport, Record
+
+logger = logging.getLogger("eventbus.deadletter")
+
+_DOMAIN_SUFFIXES = ("-queue", "-events")
+
+
+def topic_domain(topic: str) -> str:
+    """``notification-queue`` -> ``notification``; ``inventory-events`` -> ``inventory``."""
+    for suffix in _DOMAIN_SUFFIXES:
+        if topic.endswith(suffix) and len(topic) > len(suffix):
+            return topic[: -len(suffix)]
+    return topic
+
+
+def dead_letter_topic(topic: str) -> str:
+    """The dead-letter topic of ``topic``, named as seed 003 does: ``<domain>-dlq``."""
+    return f"{topic_domain(topic)}-dlq"
+
+
+def retry_topic(topic: str, delay: str) -> str:
+    """The retry topic of ``topic`` for a delay tier such as ``30s``: ``<domain>-retry-30s``."""
+    return f"{topic_domain(topic)}-retry-{delay}"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def traceback_digest(exc: BaseException) -> str:
+    """A short stable digest of where ``exc`` was raised (file, function, line per frame)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    text = "|".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.name}:{f.lineno}" for f in frames)
+    return hashlib.sha256(f"{type(exc).__name__}|{text}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a record is being dead-lettered."""
+
+    error: BaseException
+    attempts: int
+    reason: str
+    group_id: str
+    first_failure_at: float | None = None
+
+
+def dead_letter_headers(record: Record, failure: Failure) -> list[tuple[str, bytes]]:
+    """The original headers plus ``dlq.*`` headers describing the failure."""
+    now = time.time()
+    message = str(failure.error)[:1000]
+    extra = {
+        h.DLQ_ORIGINAL_TOPIC: record.topic,
+        h.DLQ_ORIGINAL_PARTITION: str(record.partition),
+        h.DLQ_ORIGINAL_OFFSET: str(record.offset),
+        h.DLQ_EXCEPTION_TYPE: type(failure.error).__name__,
+        h.DLQ_EXCEPTION_MESSAGE: message,
+        h.DLQ_TRACEBACK_DIGEST: traceback_digest(failure.error),
+        h.DLQ_REASON: failure.reason,
+        h.DLQ_ATTEMPTS: str(failure.attempts),
+        h.DLQ_FIRST_FAILURE_AT: _iso(failure.first_failure_at or now),
+        h.DLQ_FAILED_AT: _iso(now),
+        h.DLQ_CONSUMER_GROUP: failure.group_id,
+    }
+    if record.key is not None:
+        extra[h.DLQ_ORIGINAL_KEY] = record.key.decode("utf-8", "replace")
+    kept = [(k, v) for k, v in record.headers if not k.startswith("dlq.")]
+    return kept + [(k, v.encode()) for k, v in extra.items()]
+
+
+class DeadLetterWriter:
+    """Writes failed records to their dead-letter topic, retrying until acknowledged.
+
+    A dead-letter record keeps the original key, value and headers, so it can be
+    replayed as it was. If the broker cannot take it, the writer keeps trying with
+    backoff until it succeeds or ``stopping()`` turns true; in the latter case it returns
+    False and the caller must not commit the original offset (the record comes back).
+    """
+
+    def __init__(
+        self,
+        producer: ProducerTransport,
+        topic_for: Callable[[str], str] = dead_letter_topic,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._producer = producer
+        self._topic_for = topic_for
+        self._max_backoff_s = max_backoff_s
+
+    async def write(self, record: Record, failure: Failure, stopping: Callable[[], bool]) -> bool:
+        """Write one dead-letter record; False only if stopped before it was acknowledged."""
+        topic = self._topic_for(record.topic)
+        headers = dead_letter_headers(record, failure)
+        backoff = 0.1
+        while True:
+            try:
+                fut = await self._producer.send(topic, record.value, record.key, headers)
+                await fut
+            except Exception as exc:  # noqa: BLE001 - keep trying: losing it is not an option
+                if stopping():
+                    logger.error("dead-letter write to %s abandoned at stop: %s", topic, exc)
+                    return False
+                logger.warning("dead-letter write to %s failed, retrying: %s", topic, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+                continue
+            logger.warning(
+                "dead-lettered %s[%d]@%d to %s after %d attempt(s): %s: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                topic,
+                failure.attempts,
+                type(failure.error).__name__,
+                failure.error,
+            )
+            return True

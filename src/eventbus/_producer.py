@@ -1,0 +1,268 @@
+"""The producer: typed events in, acknowledged records out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from eventbus._clients import encode_key, make_transport
+from eventbus._codec import encode_event, encode_raw
+from eventbus._envelope import BaseEvent
+from eventbus._transport.base import ProducerConfig, ProducerTransport, RecordMetadata, Transport
+from eventbus.errors import (
+    BrokerUnavailableError,
+    EventBusError,
+    LifecycleError,
+    PublishError,
+)
+from eventbus.settings import KafkaSettings, load_settings
+
+logger = logging.getLogger("eventbus.producer")
+
+Key = str | bytes | int | None
+
+
+class KafkaProducer:
+    """Publishes events and waits for the broker's acknowledgement.
+
+    ``send_event`` returns True only once the broker acknowledged the record, and False
+    (with a log line) when it could not be delivered, as seed 000 promises. ``publish``
+    is the same but raises :class:`~eventbus.errors.PublishError`. Neither is
+    fire-and-forget: for durability across process crashes use the transactional outbox.
+
+    Args:
+        bootstrap_servers: overrides ``KAFKA_BOOTSTRAP_SERVERS``.
+        client_id: overrides ``KAFKA_CLIENT_ID``.
+        settings: a full :class:`KafkaSettings`; the environment is read when omitted.
+        transport: a transport to use instead of the one the settings name (for example
+            :class:`eventbus.testing.MemoryBroker`).
+        delivery_timeout_s: how long ``send_event`` waits for an acknowledgement.
+        **overrides: any other :class:`KafkaSettings` field.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str | None = None,
+        client_id: str | None = None,
+        *,
+        settings: KafkaSettings | None = None,
+        transport: Transport | None = None,
+        delivery_timeout_s: float = 60.0,
+        **overrides: Any,
+    ) -> None:
+        self.settings = load_settings(
+            settings, bootstrap_servers=bootstrap_servers, client_id=client_id, **overrides
+        )
+        self._transport = transport
+        self._client: ProducerTransport | None = None
+        self.delivery_timeout_s = delivery_timeout_s
+        self._max_bytes = self.settings.max_message_bytes
+        self._start_lock = asyncio.Lock()
+
+    @property
+    def is_started(self) -> bool:
+        """Whether :meth:`start` succeeded and :meth:`stop` was not called since."""
+        return self._client is not None
+
+    def _config(self) -> ProducerConfig:
+        s = self.settings
+        return ProducerConfig(
+            client_id=s.client_id,
+            acks=s.producer_acks,
+            enable_idempotence=s.idempotence(),
+            compression=None if s.producer_compression == "none" else s.producer_compression,
+            linger_ms=s.producer_linger_ms,
+            request_timeout_ms=s.producer_request_timeout_ms,
+            retries=s.producer_retries,
+        )
+
+    async def start(self) -> None:
+        """Connect to the broker.
+
+        Raises:
+            BrokerUnavailableError: the broker was not reachable within
+                ``connect_timeout_s``; the message names the address.
+        """
+        async with self._start_lock:
+            if self._client is not None:
+                return
+            transport = self._transport or make_transport(self.settings)
+            client = transport.producer(self._config())
+            await client.start()
+            self._client = client
+        logger.info("producer %s connected to %s", self.settings.client_id, self.settings.servers)
+
+    async def stop(self) -> None:
+        """Flush pending records and disconnect. Safe to call twice."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def __del__(self) -> None:
+        if getattr(self, "_client", None) is not None:
+            warnings.warn(f"Unclosed KafkaProducer {self!r}", ResourceWarning, stacklevel=1)
+
+    def _require(self) -> ProducerTransport:
+        if self._client is None:
+            raise LifecycleError("KafkaProducer is not started; call await producer.start()")
+        return self._client
+
+    async def enqueue(
+        self,
+        topic: str,
+        event: BaseEvent,
+        key: Key = None,
+        partition: int | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        """Hand ``event`` to the client and return the future of its acknowledgement.
+
+        Raises:
+            SerializationError: the event cannot be encoded or is too large.
+            LifecycleError: the producer is not started.
+        """
+        client = self._require()
+        value, headers = encode_event(event, self._max_bytes)
+        k = encode_key(key if key is not None else event.default_key())
+        return await client.send(topic, value, k, headers, partition)
+
+    async def publish(
+        self, topic: str, event: BaseEvent, key: Key = None, partition: int | None = None
+    ) -> RecordMetadata:
+        """Send ``event`` and wait for the acknowledgement.
+
+        Raises:
+            PublishError: not acknowledged within ``delivery_timeout_s``.
+            SerializationError: the event cannot be encoded or is too large.
+            LifecycleError: the producer is not started.
+        """
+        fut = await self.enqueue(topic, event, key, partition)
+        return await self._await(fut, f"{event.event_type} {event.event_id} to {topic}")
+
+    async def _await(self, fut: asyncio.Future[RecordMetadata], what: str) -> RecordMetadata:
+        try:
+            return await asyncio.wait_for(fut, self.delivery_timeout_s)
+        except TimeoutError as exc:
+            raise PublishError(
+                f"{what}: no acknowledgement within {self.delivery_timeout_s:g}s"
+            ) from exc
+        except BrokerUnavailableError as exc:
+            raise PublishError(f"{what}: {exc}") from exc
+
+    async def send_event(self, topic: str, event: BaseEvent, key: Key = None) -> bool:
+        """Send ``event``; True once acknowledged, False (and an error log) if it was not.
+
+        Programming errors are raised, not hidden: an event that cannot be encoded or
+        is too large raises :class:`~eventbus.errors.SerializationError`.
+        """
+        try:
+            md = await self.publish(topic, event, key)
+        except (PublishError, LifecycleError) as exc:
+            logger.error(
+                "failed to send event %s (%s) to %s: %s",
+                event.event_id,
+                event.event_type,
+                topic,
+                exc,
+            )
+            return False
+        logger.debug(
+            "sent %s %s to %s[%d]@%d",
+            event.event_type,
+            event.event_id,
+            md.topic,
+            md.partition,
+            md.offset,
+        )
+        return True
+
+    async def send_raw(
+        self,
+        topic: str,
+        value: Any,
+        key: Key = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> bool:
+        """Send a raw value (bytes, str, or a JSON-able object); True once acknowledged."""
+        data = encode_raw(value, self._max_bytes)
+        try:
+            fut = await self._require().send(topic, data, encode_key(key), list(headers))
+            await self._await(fut, f"raw record to {topic}")
+        except (PublishError, LifecycleError) as exc:
+            logger.error("failed to send raw record to %s: %s", topic, exc)
+            return False
+        return True
+
+    async def send_batch(
+        self, topic: str, events: Sequence[BaseEvent], key: Key = None
+    ) -> list[bool]:
+        """Send many events at once (pipelined); one acknowledgement result per event.
+
+        Every event is encoded first, so a bad one raises before anything is sent.
+        """
+        client = self._require()
+        encoded = [encode_event(e, self._max_bytes) for e in events]
+        futures = []
+        for event, (value, headers) in zip(events, encoded, strict=True):
+            k = encode_key(key if key is not None else event.default_key())
+            futures.append(await client.send(topic, value, k, headers))
+        results = await asyncio.gather(
+            *(self._await(f, f"batch to {topic}") for f in futures), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for exc in failed:
+            if not isinstance(exc, EventBusError):
+                raise exc
+        if failed:
+            logger.error(
+                "%d of %d events to %s not acknowledged: %s",
+                len(failed),
+                len(events),
+                topic,
+                failed[0],
+            )
+        return [not isinstance(r, BaseException) for r in results]
+
+
+_producer: KafkaProducer | None = None
+
+
+async def get_producer(
+    bootstrap_servers: str | None = None, client_id: str | None = None, **overrides: Any
+) -> KafkaProducer:
+    """Return the process-wide producer, starting it on first use (seed 001's singleton).
+
+    If the broker is unreachable the producer is returned unstarted (``is_started`` is
+    False) and the failure is logged, so callers can degrade gracefully; the next call
+    tries to start it again.
+    """
+    global _producer  # noqa: PLW0603 - the seed's module-level singleton
+    if _producer is None:
+        _producer = KafkaProducer(bootstrap_servers, client_id, **overrides)
+    producer = _producer
+    if not producer.is_started:
+        try:
+            await producer.start()
+        except BrokerUnavailableError as exc:
+            logger.warning("Kafka producer not available: %s", exc)
+    return producer
+
+
+async def close_producer() -> None:
+    """Stop and forget the process-wide producer."""
+    global _producer
+    producer, _producer = _producer, None
+    if producer is not None:
+        await producer.stop()

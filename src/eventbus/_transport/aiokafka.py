@@ -1,0 +1,322 @@
+"""The aiokafka adapter: the only module that imports aiokafka.
+
+Each setting is mapped explicitly onto aiokafka's own options:
+
+* ``producer_acks``: ``acks`` (``"all"``/``-1``, ``1``, ``0``).
+* ``producer_retries``: aiokafka has no ``retries`` option; it retries retriable errors
+  internally until ``request_timeout_ms``. eventbus then re-sends a record that still
+  failed with a retriable error up to ``producer_retries`` more times.
+* ``producer_compression``: ``compression_type``; ``producer_linger_ms``: ``linger_ms``.
+* idempotence: ``enable_idempotence`` when the broker profile says it works with aiokafka.
+* consumer: ``enable_auto_commit`` is always False (eventbus commits after success);
+  ``group_instance_id`` enables static membership.
+* security: ``security_protocol``, ``sasl_mechanism``, ``sasl_plain_username/password``,
+  an SSL context from the file paths, an OAUTHBEARER token provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import TopicPartition as AioTP
+from aiokafka.abc import AbstractTokenProvider
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+
+from eventbus._transport.base import (
+    ConsumerConfig,
+    ProducerConfig,
+    Record,
+    RecordMetadata,
+    TopicPartition,
+    TopicSpec,
+)
+from eventbus.errors import BrokerUnavailableError, PublishError
+from eventbus.settings import KafkaSettings
+
+
+class _StaticToken(AbstractTokenProvider):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def token(self) -> str:
+        return self._token
+
+
+def _security(settings: KafkaSettings) -> dict[str, Any]:
+    opts: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        ctx = create_ssl_context(
+            cafile=settings.ssl_cafile,
+            certfile=settings.ssl_certfile,
+            keyfile=settings.ssl_keyfile,
+            password=settings.ssl_password.get_secret_value() if settings.ssl_password else None,
+        )
+        ctx.check_hostname = settings.ssl_check_hostname
+        opts["ssl_context"] = ctx
+    if settings.security_protocol.startswith("SASL"):
+        opts["sasl_mechanism"] = settings.sasl_mechanism
+        if settings.sasl_mechanism == "OAUTHBEARER":
+            if settings.sasl_oauth_token is not None:
+                opts["sasl_oauth_token_provider"] = _StaticToken(
+                    settings.sasl_oauth_token.get_secret_value()
+                )
+        else:
+            opts["sasl_plain_username"] = settings.sasl_username
+            opts["sasl_plain_password"] = (
+                settings.sasl_password.get_secret_value() if settings.sasl_password else None
+            )
+    return opts
+
+
+async def _start(client: Any, settings: KafkaSettings, what: str) -> None:
+    try:
+        await asyncio.wait_for(client.start(), timeout=settings.connect_timeout_s)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        with contextlib.suppress(Exception):
+            await client.close() if hasattr(client, "close") else await client.stop()
+        raise BrokerUnavailableError(
+            f"{what} could not connect to Kafka at {settings.servers} within "
+            f"{settings.connect_timeout_s:g}s: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+class AiokafkaProducer:
+    """:class:`ProducerTransport` over :class:`aiokafka.AIOKafkaProducer`."""
+
+    def __init__(self, settings: KafkaSettings, config: ProducerConfig) -> None:
+        self._settings = settings
+        self._retries = settings.producer_retries
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.servers,
+            client_id=config.client_id,
+            acks=-1 if config.acks in ("all", "-1") else int(config.acks),
+            enable_idempotence=config.enable_idempotence,
+            compression_type=config.compression,
+            linger_ms=config.linger_ms,
+            max_batch_size=config.max_batch_bytes,
+            max_request_size=config.max_request_bytes,
+            request_timeout_ms=config.request_timeout_ms,
+            retry_backoff_ms=config.retry_backoff_ms,
+            transactional_id=config.transactional_id,
+            **_security(settings),
+        )
+
+    async def start(self) -> None:
+        await _start(self._producer, self._settings, "producer")
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+        partition: int | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        result: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        await self._enqueue(result, topic, value, key, list(headers), partition, self._retries)
+        return result
+
+    async def _enqueue(
+        self,
+        result: asyncio.Future[RecordMetadata],
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+        partition: int | None,
+        retries_left: int,
+    ) -> None:
+        try:
+            inner = await self._producer.send(
+                topic, value=value, key=key, partition=partition, headers=headers
+            )
+        except KafkaError as exc:
+            if not result.done():
+                result.set_exception(PublishError(f"{type(exc).__name__}: {exc}"))
+            return
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            if result.done():
+                return
+            if fut.cancelled():
+                result.set_exception(PublishError("send was cancelled"))
+                return
+            exc = fut.exception()
+            if exc is None:
+                md = fut.result()
+                result.set_result(RecordMetadata(md.topic, md.partition, md.offset))
+            elif retries_left > 0 and getattr(exc, "retriable", False):
+                asyncio.ensure_future(  # noqa: RUF006 - result future is the handle
+                    self._enqueue(result, topic, value, key, headers, partition, retries_left - 1)
+                )
+            else:
+                result.set_exception(PublishError(f"{type(exc).__name__}: {exc}"))
+
+        inner.add_done_callback(done)
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, config: ConsumerConfig) -> None:
+        self._config = config
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        if self._config.on_revoked is not None:
+            await self._config.on_revoked(
+                {TopicPartition(tp.topic, tp.partition) for tp in revoked}
+            )
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        if self._config.on_assigned is not None:
+            await self._config.on_assigned(
+                {TopicPartition(tp.topic, tp.partition) for tp in assigned}
+            )
+
+
+class AiokafkaConsumer:
+    """:class:`ConsumerTransport` over :class:`aiokafka.AIOKafkaConsumer`."""
+
+    def __init__(self, settings: KafkaSettings, config: ConsumerConfig) -> None:
+        self._settings = settings
+        self._config = config
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.servers,
+            client_id=config.client_id,
+            group_id=config.group_id,
+            group_instance_id=config.group_instance_id,
+            enable_auto_commit=False,
+            auto_offset_reset=config.auto_offset_reset,
+            max_poll_records=config.max_poll_records,
+            session_timeout_ms=config.session_timeout_ms,
+            heartbeat_interval_ms=config.heartbeat_interval_ms,
+            max_poll_interval_ms=config.max_poll_interval_ms,
+            isolation_level=config.isolation_level,
+            **_security(settings),
+        )
+
+    async def start(self) -> None:
+        await _start(self._consumer, self._settings, "consumer")
+        self._consumer.subscribe(list(self._config.topics), listener=_Listener(self._config))
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> list[Record]:
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        out: list[Record] = []
+        for records in batches.values():
+            out.extend(
+                Record(
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    r.key,
+                    r.value,
+                    tuple(r.headers or ()),
+                    r.timestamp,
+                )
+                for r in records
+            )
+        return out
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if offsets:
+            await self._consumer.commit(
+                {AioTP(tp.topic, tp.partition): o for tp, o in offsets.items()}
+            )
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        value = await self._consumer.committed(AioTP(tp.topic, tp.partition))
+        return None if value is None else int(value)
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._consumer.seek(AioTP(tp.topic, tp.partition), offset)
+
+    def pause(self, tps: Sequence[TopicPartition]) -> None:
+        self._consumer.pause(*(AioTP(t.topic, t.partition) for t in tps))
+
+    def resume(self, tps: Sequence[TopicPartition]) -> None:
+        self._consumer.resume(*(AioTP(t.topic, t.partition) for t in tps))
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        value = self._consumer.highwater(AioTP(tp.topic, tp.partition))
+        return None if value is None else int(value)
+
+
+class AiokafkaAdmin:
+    """:class:`AdminTransport` over :class:`aiokafka.admin.AIOKafkaAdminClient`."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.servers,
+            client_id=f"{settings.client_id}-admin",
+            request_timeout_ms=int(settings.connect_timeout_s * 1000),
+            **_security(settings),
+        )
+
+    async def start(self) -> None:
+        await _start(self._admin, self._settings, "admin client")
+
+    async def stop(self) -> None:
+        await self._admin.close()
+
+    async def create_topics(self, specs: Sequence[TopicSpec]) -> list[str]:
+        existing = await self.list_topics()
+        missing = [s for s in specs if s.name not in existing]
+        if not missing:
+            return []
+        created: list[str] = []
+        for spec in missing:  # one by one: a concurrent creator must not fail the rest
+            topic = NewTopic(
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=spec.replication_factor,
+                topic_configs=dict(spec.configs),
+            )
+            try:
+                await self._admin.create_topics([topic])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                continue
+        return created
+
+    async def list_topics(self) -> dict[str, int]:
+        meta = await self._admin.describe_topics()
+        return {
+            t["topic"]: len(t["partitions"])
+            for t in meta
+            if not t["topic"].startswith("__") and t.get("error_code", 0) == 0
+        }
+
+
+class AiokafkaTransport:
+    """Creates aiokafka-backed clients for one cluster."""
+
+    name = "aiokafka"
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+
+    def producer(self, config: ProducerConfig) -> AiokafkaProducer:
+        return AiokafkaProducer(self.settings, config)
+
+    def consumer(self, config: ConsumerConfig) -> AiokafkaConsumer:
+        return AiokafkaConsumer(self.settings, config)
+
+    def admin(self) -> AiokafkaAdmin:
+        return AiokafkaAdmin(self.settings)

@@ -1,0 +1,186 @@
+"""The seams between the library core and a Kafka client.
+
+The core (producer, consumer, policies) speaks only to these Protocols; the aiokafka
+adapter, the confluent-kafka adapter and the in-memory broker implement them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol, runtime_checkable
+
+
+class TopicPartition(NamedTuple):
+    """A partition of a topic."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record as read from Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int = 0
+
+    @property
+    def tp(self) -> TopicPartition:
+        """The record's topic partition."""
+        return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMetadata:
+    """Where the broker stored an acknowledged record."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic to create: name, partitions, replication and configs."""
+
+    name: str
+    partitions: int = 3
+    replication_factor: int = 1
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+RebalanceCallback = Callable[[set[TopicPartition]], Awaitable[None]]
+
+
+@runtime_checkable
+class ProducerTransport(Protocol):
+    """Sends records; every send resolves only when the broker acknowledged it."""
+
+    async def start(self) -> None:
+        """Connect; raise BrokerUnavailableError if the broker cannot be reached."""
+
+    async def stop(self) -> None:
+        """Flush and disconnect."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+        partition: int | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        """Enqueue a record; the returned future resolves on acknowledgement."""
+
+    async def flush(self) -> None:
+        """Wait until every enqueued record is acknowledged or failed."""
+
+
+@runtime_checkable
+class ConsumerTransport(Protocol):
+    """Reads records for a consumer group and commits offsets."""
+
+    async def start(self) -> None:
+        """Connect and join the group."""
+
+    async def stop(self) -> None:
+        """Leave the group and disconnect (offsets are committed by the caller first)."""
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> list[Record]:
+        """Return up to ``max_records`` fetched records, waiting at most ``timeout_ms``."""
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit the next offsets to read for the given partitions."""
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset for ``tp``."""
+
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions currently assigned to this member."""
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Make the next fetch of ``tp`` start at ``offset``."""
+
+    def pause(self, tps: Sequence[TopicPartition]) -> None:
+        """Stop fetching from ``tps``."""
+
+    def resume(self, tps: Sequence[TopicPartition]) -> None:
+        """Fetch again from ``tps``."""
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """The high watermark seen in the last fetch response (trustworthy on every broker)."""
+
+
+@runtime_checkable
+class AdminTransport(Protocol):
+    """Topic administration."""
+
+    async def start(self) -> None:
+        """Connect."""
+
+    async def stop(self) -> None:
+        """Disconnect."""
+
+    async def create_topics(self, specs: Sequence[TopicSpec]) -> list[str]:
+        """Create the missing topics; return the names created."""
+
+    async def list_topics(self) -> dict[str, int]:
+        """Topic name -> partition count."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """What the consumer core asks of a consumer transport."""
+
+    group_id: str
+    topics: tuple[str, ...]
+    auto_offset_reset: str = "earliest"
+    max_poll_records: int = 500
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    max_poll_interval_ms: int = 300_000
+    group_instance_id: str | None = None
+    client_id: str = "eventbus"
+    on_revoked: RebalanceCallback | None = None
+    on_assigned: RebalanceCallback | None = None
+    isolation_level: str = "read_uncommitted"
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerConfig:
+    """What the producer core asks of a producer transport."""
+
+    client_id: str = "eventbus"
+    acks: str = "all"
+    enable_idempotence: bool = True
+    compression: str | None = None
+    linger_ms: int = 5
+    max_batch_bytes: int = 1_048_576
+    max_request_bytes: int = 1_048_576
+    request_timeout_ms: int = 30_000
+    delivery_timeout_ms: int = 120_000
+    retries: int = 2_147_483_647
+    retry_backoff_ms: int = 100
+    transactional_id: str | None = None
+
+
+class Transport(Protocol):
+    """A factory of producer, consumer and admin clients for one cluster."""
+
+    name: str
+
+    def producer(self, config: ProducerConfig) -> ProducerTransport:
+        """Create (not start) a producer."""
+
+    def consumer(self, config: ConsumerConfig) -> ConsumerTransport:
+        """Create (not start) a consumer."""
+
+    def admin(self) -> AdminTransport:
+        """Create (not start) an admin client."""
