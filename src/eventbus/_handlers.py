@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from eventbus._codec import decode_as, decode_event, decode_json, header_value, normalise
+from eventbus._codec import decode_event, decode_json, header_value, normalise
 from eventbus._envelope import BaseEvent
 from eventbus._registry import EventRegistry
 from eventbus._transport.base import Record
@@ -92,9 +92,13 @@ class HandlerSpec:
                 return normalise(obj, registry)
             except DecodeError:
                 return obj  # any JSON object is fine for a dict handler
-        if self.model is not None and self.model is not BaseEvent:
-            return decode_as(record.value, self.model, registry)
-        return decode_event(record.value, registry, record.topic)
+        event = decode_event(record.value, registry, record.topic)
+        if self.model is not None and not isinstance(event, self.model):
+            raise DecodeError(
+                f"{event.event_type} decodes to {type(event).__name__}, "
+                f"not the handler's {self.model.__name__}"
+            )
+        return event
 
     async def call(self, payload: Any, ctx: MessageContext) -> None:
         """Invoke the handler."""
@@ -142,8 +146,11 @@ def inspect_handler(func: Handler, *, batch: bool = False) -> HandlerSpec:
         raise ConfigurationError("a handler takes the message as its first parameter")
     try:
         hints = typing.get_type_hints(func)
-    except (NameError, TypeError):
-        hints = {}
+    except (NameError, TypeError) as exc:
+        raise ConfigurationError(
+            f"cannot resolve the annotations of handler {getattr(func, '__name__', func)!r} "
+            f"({exc}); define its models at module level"
+        ) from exc
     annotation = hints.get(params[0].name, inspect.Parameter.empty)
     if batch and annotation is not inspect.Parameter.empty:
         args = typing.get_args(annotation)
