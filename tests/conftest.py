@@ -152,3 +152,21 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> No
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(0.01)
+
+
+def require_tool(tool: str, package: str) -> str:
+    """Return the path of a system tool, or skip saying how to install it.
+
+    In CI (``EVENTBUS_REQUIRE_SYSTEM_TOOLS=1``) a missing tool fails the test instead, so
+    CI never silently skips what it must run.
+    """
+    import os
+    import shutil
+
+    path = shutil.which(tool)
+    if path is not None:
+        return path
+    message = f"{tool} not installed: apt-get install {package} (CI installs it)"
+    if os.environ.get("EVENTBUS_REQUIRE_SYSTEM_TOOLS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)

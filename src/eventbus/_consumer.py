@@ -126,6 +126,8 @@ class KafkaConsumer:
         self._loop_task: asyncio.Task[Any] | None = None
         self._loop_done: asyncio.Event | None = None
         self._commit_task: asyncio.Task[None] | None = None
+        self._stop_done: asyncio.Event | None = None
+        self._poll_task: asyncio.Future[list[Record]] | None = None
 
     # -- registration -------------------------------------------------------------------
     def on(self, event_type: str) -> Callable[[Handler], Handler]:
@@ -196,6 +198,7 @@ class KafkaConsumer:
             await dlq_producer.stop()
             raise
         self._stopping = False
+        self._stop_done = None
         self._client = client
         self._dlq_producer = dlq_producer
         self._dlq = DeadLetterWriter(dlq_producer, self._dlq_topic)
@@ -204,9 +207,21 @@ class KafkaConsumer:
 
     async def stop(self) -> None:
         """Finish the message in hand (within ``drain_timeout_s``), commit, and leave."""
-        if self._client is None:
+        if self._client is None or self._stopping:
+            if self._stop_done is not None:
+                await self._stop_done.wait()
             return
         self._stopping = True
+        self._stop_done = asyncio.Event()
+        try:
+            await self._stop()
+        finally:
+            self._stop_done.set()
+
+    async def _stop(self) -> None:
+        assert self._client is not None
+        if self._poll_task is not None and not self._poll_task.done():
+            self._poll_task.cancel()  # a poll can block for a whole rebalance
         if self._loop_done is not None and self._loop_task is not asyncio.current_task():
             try:
                 await asyncio.wait_for(self._loop_done.wait(), self._drain_timeout_s)
@@ -295,8 +310,15 @@ class KafkaConsumer:
     # -- consuming ----------------------------------------------------------------------
     async def _poll(self, timeout_ms: int, max_records: int) -> list[Record]:
         client = self._require()
+        poll = asyncio.ensure_future(client.getmany(timeout_ms, max_records))
+        self._poll_task = poll
         try:
-            return await client.getmany(timeout_ms, max_records)
+            return await poll
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._stopping and task is not None and not task.cancelling():
+                return []  # stop() interrupted a poll that may wait on a rebalance
+            raise
         except EventBusError:
             raise
         except Exception as exc:  # noqa: BLE001 - transient client errors must not kill us

@@ -112,7 +112,11 @@ class BaseEvent(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, use_enum_values=False)
 
-    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    event_id: Annotated[uuid.UUID | str, Field(union_mode="left_to_right")] = Field(
+        default_factory=uuid.uuid4
+    )
+    """A UUID when we generate it; other producers' ids (seed 004's ``evt-123456``) are kept
+    as strings."""
     event_type: Annotated[
         str, Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
     ]

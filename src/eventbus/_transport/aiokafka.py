@@ -77,9 +77,11 @@ def _security(settings: KafkaSettings) -> dict[str, Any]:
 async def _start(client: Any, settings: KafkaSettings, what: str) -> None:
     try:
         await asyncio.wait_for(client.start(), timeout=settings.connect_timeout_s)
-    except (KafkaError, OSError, TimeoutError) as exc:
+    except BaseException as exc:
         with contextlib.suppress(Exception):
             await client.close() if hasattr(client, "close") else await client.stop()
+        if not isinstance(exc, KafkaError | OSError | TimeoutError):
+            raise
         raise BrokerUnavailableError(
             f"{what} could not connect to Kafka at {settings.servers} within "
             f"{settings.connect_timeout_s:g}s: {type(exc).__name__}: {exc}"
