@@ -14,12 +14,18 @@ from eventbus._embedded import read_state
 pytestmark = pytest.mark.broker
 
 
-def run(args: list[str], data_dir: Path, timeout: float = 90, **env: str) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], data_dir: Path, timeout: float = 90, **env: str
+) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
     environ.update({"EVENTBUS_DATA_DIR": str(data_dir), "COLUMNS": "200", **env})
     return subprocess.run(
-        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout,
-        env=environ, check=False,
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environ,
+        check=False,
     )
 
 
@@ -46,8 +52,11 @@ def test_broker_start_status_stop(tmp_path: Path) -> None:
         status = run(["eventbus.cli", "broker", "status"], tmp_path)
         assert status.returncode == 0
         assert str(state.pid) in status.stdout
-        listed = run(["eventbus.cli", "topics", "list"], tmp_path,
-                     KAFKA_BOOTSTRAP_SERVERS=state.bootstrap_servers)
+        listed = run(
+            ["eventbus.cli", "topics", "list"],
+            tmp_path,
+            KAFKA_BOOTSTRAP_SERVERS=state.bootstrap_servers,
+        )
         assert listed.returncode == 0, listed.stderr
     finally:
         stopped = run(["eventbus.cli", "broker", "stop"], tmp_path)

@@ -55,7 +55,7 @@ async def test_send_event_reports_false_when_broker_is_gone(
 async def test_send_before_start_is_false_and_publish_raises(memory: Harness) -> None:
     p = memory.producer()
     assert await p.send_event("x-queue", ev()) is False
-    with pytest.raises(LifecycleError, match="call await producer.start"):
+    with pytest.raises(LifecycleError, match=r"call await producer\.start"):
         await p.publish("x-queue", ev())
 
 

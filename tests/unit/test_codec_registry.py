@@ -123,7 +123,7 @@ def test_bad_values_raise_decode_error(registry: EventRegistry, value: bytes | N
 
 def test_unknown_type_and_wrong_payload(registry: EventRegistry) -> None:
     unknown = BaseEvent(event_type="nobody.knows", data={})
-    with pytest.raises(UnknownEventTypeError, match="nobody.knows"):
+    with pytest.raises(UnknownEventTypeError, match=r"nobody\.knows"):
         decode_event(encode_event(unknown)[0], registry)
     wrong = BaseEvent(event_type="order.created", data={"order_id": "not-an-int"})
     with pytest.raises(DecodeError, match="does not match its model"):
@@ -176,7 +176,7 @@ def test_timestamps_are_utc_and_enum_types_accepted() -> None:
     class Kind(StrEnum):
         A = "a.happened"
 
-    e = BaseEvent(event_type=Kind.A, timestamp=datetime(2025, 1, 1, 12, 0))  # noqa: DTZ001
+    e = BaseEvent(event_type=Kind.A, timestamp=datetime(2025, 1, 1, 12, 0))
     assert e.event_type == "a.happened"
     assert e.timestamp.tzinfo is not None
     assert json.loads(e.model_dump_json())["timestamp"] == "2025-01-01T12:00:00Z"
