@@ -443,6 +443,14 @@ class KafkaConsumer:
         self, record: Record, default: HandlerSpec | None, dlq_handler: DlqHandler | None
     ) -> bool:
         ctx = MessageContext(record, self.group_id, attempt=0)
+        if (size := len(record.value or b"")) > self.settings.max_message_bytes:
+            oversize = DecodeError(
+                f"record of {size} bytes exceeds KAFKA_MAX_MESSAGE_BYTES "
+                f"({self.settings.max_message_bytes})"
+            )
+            return await self._dead_letter(
+                record, Failure(oversize, 1, "oversize", self.group_id), dlq_handler
+            )
         spec = self._route(record, default)
         if spec is None:
             if self._routes and default is None and record.value is not None:

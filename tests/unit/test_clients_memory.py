@@ -131,15 +131,17 @@ async def test_typed_handler_dead_letters_unknown_types_wrong_payloads_and_empty
     await task
     assert [e.data for e in got] == [{"n": 1}]
     assert memory.memory is not None
-    reasons = [header_value(r.headers, h.DLQ_EXCEPTION_TYPE)
-               for r in memory.memory.records("in-dlq")]
+    reasons = [
+        header_value(r.headers, h.DLQ_EXCEPTION_TYPE) for r in memory.memory.records("in-dlq")
+    ]
     assert reasons == ["UnknownEventTypeError", "DecodeError", "DecodeError", "DecodeError"]
 
 
 async def test_dict_handler_accepts_any_json_object_like_seed_dlq_records(memory: Harness) -> None:
     async with memory.producer() as p:
-        assert await p.send_raw("notification-dlq", {"original_message": {"a": 1},
-                                                      "error": "boom", "timestamp": "t"})
+        assert await p.send_raw(
+            "notification-dlq", {"original_message": {"a": 1}, "error": "boom", "timestamp": "t"}
+        )
     got: list[dict[str, Any]] = []
     c = memory.consumer(["notification-dlq"])
 
@@ -243,3 +245,26 @@ async def test_consumer_keeps_running_after_handler_errors(memory: Harness) -> N
     assert c.stats.dead_lettered == 7
     assert c.stats.retried == 7
     assert sorted(set(seen)) == list(range(20))
+
+
+async def test_oversize_record_on_receive_is_dead_lettered(memory: Harness) -> None:
+    async with memory.producer() as p:  # a producer with the broker's own, larger limit
+        assert await p.send_raw("big-queue", b'{"blob": "' + b"x" * 5_000 + b'"}')
+        assert await p.send_event("big-queue", ev(n=1))
+    handled: list[dict[str, Any]] = []
+
+    async def handle(msg: dict[str, Any]) -> None:
+        handled.append(msg)
+
+    c = memory.consumer(["big-queue"], max_message_bytes=1_000)
+    await c.start()
+    task = c.start_background(handle)
+    await wait_until(lambda: c.stats.dead_lettered == 1 and len(handled) == 1)
+    await c.stop()
+    await task
+    assert memory.memory is not None
+    (dead,) = memory.memory.records("big-dlq")
+    assert header_value(dead.headers, h.DLQ_REASON) == "oversize"
+    assert "exceeds KAFKA_MAX_MESSAGE_BYTES" in (
+        header_value(dead.headers, h.DLQ_EXCEPTION_MESSAGE) or ""
+    )

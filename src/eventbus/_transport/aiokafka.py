@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,8 @@ from eventbus._transport.base import (
 )
 from eventbus.errors import BrokerUnavailableError, PublishError
 from eventbus.settings import KafkaSettings
+
+logger = logging.getLogger("eventbus.transport.aiokafka")
 
 
 class _StaticToken(AbstractTokenProvider):  # type: ignore[misc]
@@ -94,6 +97,8 @@ class AiokafkaProducer:
     def __init__(self, settings: KafkaSettings, config: ProducerConfig) -> None:
         self._settings = settings
         self._retries = settings.producer_retries
+        self._stop_timeout_s = settings.producer_request_timeout_ms / 1000
+        self._pending: set[asyncio.Future[RecordMetadata]] = set()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.servers,
             client_id=config.client_id,
@@ -113,6 +118,23 @@ class AiokafkaProducer:
         await _start(self._producer, self._settings, "producer")
 
     async def stop(self) -> None:
+        try:
+            await asyncio.wait_for(self._producer.flush(), self._stop_timeout_s)
+        except TimeoutError:
+            # aiokafka retries a batch for a known but unreachable leader forever, and its
+            # stop() waits for that; give up on it after the timeout instead of hanging.
+            logger.error(
+                "producer stop: records still unacknowledged after %gs are abandoned "
+                "(their send futures fail)",
+                self._stop_timeout_s,
+            )
+            sender = getattr(self._producer, "_sender", None)
+            task = getattr(sender, "sender_task", None)
+            if task is not None:
+                task.cancel()
+            for fut in list(self._pending):
+                if not fut.done():
+                    fut.set_exception(PublishError("producer stopped before acknowledgement"))
         await self._producer.stop()
 
     async def send(
@@ -124,6 +146,8 @@ class AiokafkaProducer:
         partition: int | None = None,
     ) -> asyncio.Future[RecordMetadata]:
         result: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        self._pending.add(result)
+        result.add_done_callback(self._pending.discard)
         await self._enqueue(result, topic, value, key, list(headers), partition, self._retries)
         return result
 
