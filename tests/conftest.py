@@ -16,7 +16,7 @@ from eventbus._features import MEMORY, NOIDA, TANSU, Features
 from eventbus._transport.base import Record
 from eventbus.testing import MemoryBroker
 
-BROKERS = ("memory", "noida", "tansu")
+BROKERS = ("memory", "noida-aiokafka", "noida-confluent", "tansu-aiokafka", "tansu-confluent")
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +44,7 @@ class Harness:
     name: str
     features: Features
     bootstrap: str | None = None
+    transport: str = "memory"
     memory: MemoryBroker | None = None
     settings_overrides: dict[str, Any] = field(default_factory=dict)
     _clients: list[Any] = field(default_factory=list)
@@ -115,13 +116,20 @@ class Harness:
 def _harness(name: str, request: pytest.FixtureRequest) -> Harness:
     if name == "memory":
         return Harness("memory", MEMORY, memory=MemoryBroker(default_partitions=1))
-    broker: EmbeddedBroker = request.getfixturevalue(f"{name}_broker")
-    if name == "tansu":
+    kind, transport = name.split("-")
+    broker: EmbeddedBroker = request.getfixturevalue(f"{kind}_broker")
+    overrides: dict[str, Any] = {"transport": transport}
+    if kind == "tansu":
         # Tansu's JoinGroup waits session_timeout/2: keep it short so tests stay fast.
-        overrides = {"consumer_session_timeout_ms": 2000, "consumer_heartbeat_interval_ms": 500}
-        return Harness("tansu", TANSU, bootstrap=broker.bootstrap_servers,
-                       settings_overrides=overrides)
-    return Harness("noida", NOIDA, bootstrap=broker.bootstrap_servers)
+        overrides |= {"consumer_session_timeout_ms": 2000, "consumer_heartbeat_interval_ms": 500}
+    features = TANSU if kind == "tansu" else NOIDA
+    return Harness(
+        name,
+        features,
+        bootstrap=broker.bootstrap_servers,
+        settings_overrides=overrides,
+        transport=transport,
+    )
 
 
 @pytest.fixture(params=BROKERS)

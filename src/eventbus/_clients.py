@@ -13,9 +13,16 @@ def make_transport(settings: KafkaSettings) -> Transport:
         from eventbus._transport.aiokafka import AiokafkaTransport
 
         return AiokafkaTransport(settings)
-    raise ConfigurationError(
-        f"transport {settings.transport!r} is not available in this version; use 'aiokafka'"
-    )
+    if settings.transport == "confluent":
+        try:
+            from eventbus._transport.confluent import ConfluentTransport
+        except ImportError as exc:
+            raise ConfigurationError(
+                "KAFKA_TRANSPORT=confluent needs confluent-kafka: "
+                "pip install 'eventbus-hrms[confluent]'"
+            ) from exc
+        return ConfluentTransport(settings)
+    raise ConfigurationError(f"unknown transport {settings.transport!r}")
 
 
 def encode_key(key: str | bytes | int | None) -> bytes | None:

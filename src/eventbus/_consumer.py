@@ -73,7 +73,8 @@ class KafkaConsumer:
         group_id: overrides ``KAFKA_CONSUMER_GROUP_ID``; required one way or the other.
         topics: the topics to subscribe to.
         settings: a full :class:`KafkaSettings`; the environment is read when omitted.
-        transport: a transport to use instead of the one the settings name.
+        transport: ``"aiokafka"`` or ``"confluent"`` (overrides ``KAFKA_TRANSPORT``), or a
+            transport object such as :class:`eventbus.testing.MemoryBroker`.
         registry: the event registry for typed handlers (the default registry if omitted).
         retry: the in-place retry policy (default: 3 attempts within about a second).
         dead_letter_topic: maps a topic to its dead-letter topic (``<domain>-dlq``).
@@ -89,7 +90,7 @@ class KafkaConsumer:
         topics: Sequence[str] | str = (),
         *,
         settings: KafkaSettings | None = None,
-        transport: Transport | None = None,
+        transport: Transport | str | None = None,
         registry: EventRegistry | None = None,
         retry: RetryPolicy | None = None,
         dead_letter_topic: Callable[[str], str] = dead_letter_topic,
@@ -98,6 +99,9 @@ class KafkaConsumer:
         client_id: str | None = None,
         **overrides: Any,
     ) -> None:
+        if isinstance(transport, str):  # the name of a transport, as in KAFKA_TRANSPORT
+            overrides["transport"] = transport
+            transport = None
         self.settings = load_settings(
             settings, bootstrap_servers=bootstrap_servers, client_id=client_id, **overrides
         )
@@ -120,6 +124,7 @@ class KafkaConsumer:
         self._dlq_producer: ProducerTransport | None = None
         self._dlq: DeadLetterWriter | None = None
         self._stored: dict[TopicPartition, int] = {}
+        self._assigned: set[TopicPartition] = set()
         self._committed: dict[TopicPartition, int] = {}
         self._busy = asyncio.Lock()
         self._stopping = False
@@ -302,9 +307,11 @@ class KafkaConsumer:
             for tp in revoked:
                 self._stored.pop(tp, None)
                 self._committed.pop(tp, None)
+            self._assigned -= revoked
         logger.info("consumer %s revoked %s", self.group_id, sorted(revoked))
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._assigned |= assigned
         logger.info("consumer %s assigned %s", self.group_id, sorted(assigned))
 
     # -- consuming ----------------------------------------------------------------------
@@ -347,7 +354,6 @@ class KafkaConsumer:
         if default is None and not self._routes:
             raise ConfigurationError("consume() needs a handler or registered routes")
         done = self._enter_loop()
-        client = self._require()
         try:
             while not self._stopping:
                 records = await self._poll(
@@ -356,7 +362,7 @@ class KafkaConsumer:
                 for record in records:
                     if self._stopping:
                         break
-                    if record.tp not in client.assignment():
+                    if record.tp not in self._assigned:
                         continue  # revoked while this batch was in hand
                     async with self._busy:
                         if await self._process(record, default, dlq_handler):
@@ -385,7 +391,6 @@ class KafkaConsumer:
             raise ConfigurationError("batch_size must be >= 1 and max_wait > 0")
         spec = inspect_handler(handler, batch=True)
         done = self._enter_loop()
-        client = self._require()
         loop = asyncio.get_running_loop()
         try:
             while not self._stopping:
@@ -401,7 +406,7 @@ class KafkaConsumer:
                 if not records:
                     continue
                 async with self._busy:
-                    assigned = client.assignment()
+                    assigned = self._assigned
                     records = [r for r in records if r.tp in assigned]
                     if not await self._process_batch(records, spec, dlq_handler):
                         break

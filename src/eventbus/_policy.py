@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -84,12 +85,27 @@ class RetryPolicy:
 
     async def run(self, work: Callable[[], Awaitable[object]]) -> Outcome:
         """Run ``work`` until it succeeds, fails fatally, or the attempts run out."""
+        try:  # the common case, kept cheap: one try, no retry machinery
+            await work()
+        except Exception as exc:  # noqa: BLE001 - every handler failure is an outcome
+            failed_at = time.time()
+            if self.attempts == 1 or not self.is_retryable(exc):
+                return Outcome(False, 1, exc, failed_at)
+            await self.sleep(self._first_wait())
+            outcome = await self._retry(work, self.attempts - 1)
+            return Outcome(outcome.ok, outcome.attempts + 1, outcome.error, failed_at)
+        return Outcome(True, 1)
+
+    def _first_wait(self) -> float:
+        return min(self.initial_backoff_s, self.max_backoff_s) + random.uniform(0, self.jitter_s)
+
+    async def _retry(self, work: Callable[[], Awaitable[object]], attempts_left: int) -> Outcome:
         attempts = 0
         first_failure: float | None = None
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.attempts),
+            stop=stop_after_attempt(attempts_left),
             wait=wait_exponential_jitter(
-                multiplier=self.initial_backoff_s, max=self.max_backoff_s, jitter=self.jitter_s
+                multiplier=self.initial_backoff_s * 2, max=self.max_backoff_s, jitter=self.jitter_s
             ),
             retry=retry_if_exception(self.is_retryable),
             sleep=self.sleep,

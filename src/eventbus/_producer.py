@@ -38,8 +38,8 @@ class KafkaProducer:
         bootstrap_servers: overrides ``KAFKA_BOOTSTRAP_SERVERS``.
         client_id: overrides ``KAFKA_CLIENT_ID``.
         settings: a full :class:`KafkaSettings`; the environment is read when omitted.
-        transport: a transport to use instead of the one the settings name (for example
-            :class:`eventbus.testing.MemoryBroker`).
+        transport: ``"aiokafka"`` or ``"confluent"`` (overrides ``KAFKA_TRANSPORT``), or a
+            transport object such as :class:`eventbus.testing.MemoryBroker`.
         delivery_timeout_s: how long ``send_event`` waits for an acknowledgement.
         **overrides: any other :class:`KafkaSettings` field.
     """
@@ -50,10 +50,13 @@ class KafkaProducer:
         client_id: str | None = None,
         *,
         settings: KafkaSettings | None = None,
-        transport: Transport | None = None,
+        transport: Transport | str | None = None,
         delivery_timeout_s: float = 60.0,
         **overrides: Any,
     ) -> None:
+        if isinstance(transport, str):  # the name of a transport, as in KAFKA_TRANSPORT
+            overrides["transport"] = transport
+            transport = None
         self.settings = load_settings(
             settings, bootstrap_servers=bootstrap_servers, client_id=client_id, **overrides
         )

@@ -110,9 +110,7 @@ async def read_topic(
     """Read ``topic`` from the beginning with a fresh group until a JSON value matches."""
     found: list[dict[str, Any]] = []
     hit = asyncio.Event()
-    reader = KafkaConsumer(
-        bootstrap_servers=servers, group_id=_unique("reader"), topics=[topic]
-    )
+    reader = KafkaConsumer(bootstrap_servers=servers, group_id=_unique("reader"), topics=[topic])
 
     async def collect(record: Record) -> None:
         try:
@@ -296,8 +294,10 @@ async def test_dlq_example_sends_poison_messages_to_notification_dlq(
     record = await read_topic(
         bootstrap,
         NOTIFICATION_DLQ,
-        lambda v: isinstance(v.get("original_message"), dict)
-        and v["original_message"].get("event_id") == poison_id,
+        lambda v: (
+            isinstance(v.get("original_message"), dict)
+            and v["original_message"].get("event_id") == poison_id
+        ),
     )
     assert set(record) == {"original_message", "error", "timestamp"}
     assert record["original_message"]["data"] == poison["data"]

@@ -344,7 +344,19 @@ async def test_kcat_reads_eventbus_event_with_headers(servers: str) -> None:
     await _send(servers, topic, event)
 
     proc = await asyncio.create_subprocess_exec(
-        kcat, "-C", "-J", "-q", "-b", servers, "-t", topic, "-o", "beginning", "-c", "1", "-e",
+        kcat,
+        "-C",
+        "-J",
+        "-q",
+        "-b",
+        servers,
+        "-t",
+        topic,
+        "-o",
+        "beginning",
+        "-c",
+        "1",
+        "-e",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -51,20 +51,38 @@ def registry() -> EventRegistry:
 
 
 def test_flat_wire_shape_and_headers() -> None:
-    event = OrderCreated(event_type="order.created", source_service="shop", tenant_id="t1",
-                         correlation_id="c1", priority=Priority.HIGH,
-                         data=OrderData(order_id=5, total=9.5))
+    event = OrderCreated(
+        event_type="order.created",
+        source_service="shop",
+        tenant_id="t1",
+        correlation_id="c1",
+        priority=Priority.HIGH,
+        data=OrderData(order_id=5, total=9.5),
+    )
     value, headers = encode_event(event)
     body = json.loads(value)
-    assert list(body) == ["event_id", "event_type", "event_version", "timestamp",
-                          "source_service", "correlation_id", "causation_id", "tenant_id",
-                          "priority", "data"]
+    assert list(body) == [
+        "event_id",
+        "event_type",
+        "event_version",
+        "timestamp",
+        "source_service",
+        "correlation_id",
+        "causation_id",
+        "tenant_id",
+        "priority",
+        "data",
+    ]
     assert body["timestamp"].endswith("Z")
     assert body["priority"] == "high"
     assert dict(headers) == {
-        h.EVENT_TYPE: b"order.created", h.EVENT_ID: str(event.event_id).encode(),
-        h.EVENT_VERSION: b"1", h.CONTENT_TYPE: b"application/json",
-        h.SOURCE_SERVICE: b"shop", h.PRIORITY: b"high", h.CORRELATION_ID: b"c1",
+        h.EVENT_TYPE: b"order.created",
+        h.EVENT_ID: str(event.event_id).encode(),
+        h.EVENT_VERSION: b"1",
+        h.CONTENT_TYPE: b"application/json",
+        h.SOURCE_SERVICE: b"shop",
+        h.PRIORITY: b"high",
+        h.CORRELATION_ID: b"c1",
         h.TENANT_ID: b"t1",
     }
     assert event.default_key() == "5"
@@ -78,12 +96,19 @@ def test_round_trip_into_registered_model(registry: EventRegistry) -> None:
 
 
 def test_seed_004_metadata_payload_shape_is_normalised(registry: EventRegistry) -> None:
-    raw = {"metadata": {"event_id": "0b7c2a0e-8f8e-4c39-9d4a-3f0f1f1f1f1f",
-                        "event_type": "order.created", "event_version": "1.0",
-                        "timestamp": "2024-01-15T10:00:00Z", "source_service": "shop",
-                        "tenant_id": "tenant-1", "correlation_id": "corr-789",
-                        "priority": "high"},
-           "payload": {"order_id": 3, "total": 1.5}}
+    raw = {
+        "metadata": {
+            "event_id": "0b7c2a0e-8f8e-4c39-9d4a-3f0f1f1f1f1f",
+            "event_type": "order.created",
+            "event_version": "1.0",
+            "timestamp": "2024-01-15T10:00:00Z",
+            "source_service": "shop",
+            "tenant_id": "tenant-1",
+            "correlation_id": "corr-789",
+            "priority": "high",
+        },
+        "payload": {"order_id": 3, "total": 1.5},
+    }
     event = decode_event(json.dumps(raw).encode(), registry)
     assert isinstance(event, OrderCreated)
     assert event.event_version == 1
@@ -93,13 +118,26 @@ def test_seed_004_metadata_payload_shape_is_normalised(registry: EventRegistry) 
 
 
 def test_seed_002_kafkajs_shape_is_normalised() -> None:
-    raw = {"type": "USER_CREATED", "data": {"userId": "u1"},
-           "metadata": {"eventId": "e-1", "timestamp": "2024-01-01T00:00:00.000Z",
-                        "tenantId": "t9", "source": "auth-service"}}
+    raw = {
+        "type": "USER_CREATED",
+        "data": {"userId": "u1"},
+        "metadata": {
+            "eventId": "e-1",
+            "timestamp": "2024-01-01T00:00:00.000Z",
+            "tenantId": "t9",
+            "source": "auth-service",
+        },
+    }
     flat = normalise(raw, EventRegistry())
-    assert flat == {"event_type": "user.created", "data": {"userId": "u1"}, "event_id": "e-1",
-                    "timestamp": "2024-01-01T00:00:00.000Z", "tenant_id": "t9",
-                    "source_service": "auth-service", "event_version": 1}
+    assert flat == {
+        "event_type": "user.created",
+        "data": {"userId": "u1"},
+        "event_id": "e-1",
+        "timestamp": "2024-01-01T00:00:00.000Z",
+        "tenant_id": "t9",
+        "source_service": "auth-service",
+        "event_version": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -115,8 +153,9 @@ def test_seed_002_kafkajs_shape_is_normalised() -> None:
         (b'{"event_type": "order.created", "event_version": "x"}', "not a number"),
     ],
 )
-def test_bad_values_raise_decode_error(registry: EventRegistry, value: bytes | None,
-                                       message: str) -> None:
+def test_bad_values_raise_decode_error(
+    registry: EventRegistry, value: bytes | None, message: str
+) -> None:
     with pytest.raises(DecodeError, match=message):
         decode_event(value, registry)
 
@@ -146,8 +185,11 @@ def test_upcaster_reads_old_events_as_newest_model() -> None:
 
     @r.upcaster("order.created", from_version=1)
     def v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
-        return {"order_id": data["order_id"], "total_cents": round(data["total"] * 100),
-                "currency": "EUR"}
+        return {
+            "order_id": data["order_id"],
+            "total_cents": round(data["total"] * 100),
+            "currency": "EUR",
+        }
 
     old = OrderCreated(event_type="order.created", data=OrderData(order_id=8, total=12.34))
     new = decode_event(encode_event(old)[0], r)

@@ -15,12 +15,17 @@ from eventbus.settings import KafkaSettings, load_settings
 
 def test_seed_000_names(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "KAFKA_PRODUCER_ACKS": "1",
-        "KAFKA_PRODUCER_RETRIES": "3", "KAFKA_PRODUCER_COMPRESSION": "lz4",
+        "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+        "KAFKA_PRODUCER_ACKS": "1",
+        "KAFKA_PRODUCER_RETRIES": "3",
+        "KAFKA_PRODUCER_COMPRESSION": "lz4",
         "KAFKA_CONSUMER_GROUP_ID": "my-service-group",
-        "KAFKA_CONSUMER_AUTO_OFFSET_RESET": "latest", "KAFKA_CONSUMER_MAX_POLL_RECORDS": "100",
-        "KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "KAFKA_SASL_MECHANISM": "scram-sha-512",
-        "KAFKA_SASL_USERNAME": "svc", "KAFKA_SASL_PASSWORD": "s3cret",
+        "KAFKA_CONSUMER_AUTO_OFFSET_RESET": "latest",
+        "KAFKA_CONSUMER_MAX_POLL_RECORDS": "100",
+        "KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+        "KAFKA_SASL_MECHANISM": "scram-sha-512",
+        "KAFKA_SASL_USERNAME": "svc",
+        "KAFKA_SASL_PASSWORD": "s3cret",
         "KAFKA_SSL_CAFILE": "/etc/ca.pem",
     }
     for k, v in env.items():
@@ -99,8 +104,9 @@ async def test_retry_policy_classifies_and_backs_off() -> None:
     async def fake_sleep(s: float) -> None:
         waits.append(s)
 
-    policy = RetryPolicy(attempts=4, initial_backoff_s=0.1, max_backoff_s=0.3, jitter_s=0,
-                         sleep=fake_sleep)
+    policy = RetryPolicy(
+        attempts=4, initial_backoff_s=0.1, max_backoff_s=0.3, jitter_s=0, sleep=fake_sleep
+    )
     calls = 0
 
     async def flaky() -> None:
@@ -125,6 +131,7 @@ async def test_retry_policy_classifies_and_backs_off() -> None:
     assert waits == [0.1, 0.2, 0.3]
 
     for fatal in (ValueError("x"), DeadLetterNow("y")):
+
         async def raise_it(exc: Exception = fatal) -> None:
             raise exc
 
