@@ -77,7 +77,9 @@ class Harness:
         return p
 
     def consumer(self, topics: list[str], group: str | None = None, **kw: Any) -> KafkaConsumer:
-        ckw = {k: kw.pop(k) for k in ("retry", "registry", "drain_timeout_s") if k in kw}
+        ckw = {
+            k: kw.pop(k) for k in ("retry", "registry", "drain_timeout_s", "concurrency") if k in kw
+        }
         c = KafkaConsumer(
             group_id=group or self.unique("g"),
             topics=topics,

@@ -5,8 +5,9 @@ library) and ``from hrms.events import ...`` (the HR/ERP event catalog).
 """
 
 from eventbus._codec import decode_event, encode_event, normalise
-from eventbus._consumer import ConsumerStats, KafkaConsumer, Middleware
+from eventbus._consumer import KafkaConsumer
 from eventbus._deadletter import dead_letter_topic, retry_topic, topic_domain
+from eventbus._dispatch import ConsumerStats, Middleware
 from eventbus._envelope import BaseEvent, EventPayload, PersonalData, Priority, Redacted
 from eventbus._features import Features
 from eventbus._handlers import MessageContext

@@ -12,17 +12,17 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 from eventbus._clients import make_transport
-from eventbus._codec import decode_json, header_value, normalise
-from eventbus._deadletter import DeadLetterWriter, Failure, dead_letter_topic
-from eventbus._handlers import Handler, HandlerSpec, MessageContext, inspect_handler
-from eventbus._policy import NO_RETRY, RetryPolicy
+from eventbus._deadletter import DeadLetterWriter, dead_letter_topic
+from eventbus._dispatch import Dispatcher, DlqHandler, Middleware
+from eventbus._handlers import Handler, inspect_handler
+from eventbus._lanes import Lanes
+from eventbus._offsets import OffsetTracker
+from eventbus._policy import RetryPolicy
 from eventbus._registry import EventRegistry, default_registry
 from eventbus._transport.base import (
     ConsumerConfig,
@@ -35,34 +35,12 @@ from eventbus._transport.base import (
 )
 from eventbus.errors import (
     ConfigurationError,
-    DecodeError,
     EventBusError,
     LifecycleError,
-    UnknownEventTypeError,
 )
-from eventbus.headers import EVENT_TYPE
 from eventbus.settings import KafkaSettings, load_settings
 
 logger = logging.getLogger("eventbus.consumer")
-
-DlqHandler = Callable[[dict[str, Any], BaseException], Awaitable[Any]]
-CallNext = Callable[[], Awaitable[None]]
-Middleware = Callable[[MessageContext, CallNext], Awaitable[None]]
-"""A pipeline step: receives the context and the rest of the pipeline to call."""
-
-_UNDECODABLE = (DecodeError, UnknownEventTypeError)
-
-
-@dataclass
-class ConsumerStats:
-    """Counters of what the consumer did."""
-
-    processed: int = 0
-    failed: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    skipped: int = 0
-    commit_failures: int = 0
 
 
 class KafkaConsumer:
@@ -80,6 +58,10 @@ class KafkaConsumer:
         dead_letter_topic: maps a topic to its dead-letter topic (``<domain>-dlq``).
         drain_timeout_s: how long :meth:`stop` waits for in-flight work.
         poll_timeout_ms: how long one poll waits for records.
+        concurrency: lanes of key-ordered concurrency (1 = partition-serial, the default).
+            With N > 1, records with the same key are handled in order on one lane while
+            other keys run concurrently, and each partition commits only its highest
+            contiguous finished offset.
         **overrides: any other :class:`KafkaSettings` field.
     """
 
@@ -96,6 +78,7 @@ class KafkaConsumer:
         dead_letter_topic: Callable[[str], str] = dead_letter_topic,
         drain_timeout_s: float = 30.0,
         poll_timeout_ms: int = 200,
+        concurrency: int = 1,
         client_id: str | None = None,
         **overrides: Any,
     ) -> None:
@@ -111,19 +94,26 @@ class KafkaConsumer:
         self.topics = (topics,) if isinstance(topics, str) else tuple(topics)
         if not self.topics or not all(isinstance(t, str) and t for t in self.topics):
             raise ConfigurationError("KafkaConsumer needs at least one topic name")
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
         self.registry = registry or default_registry
-        self.retry = retry or RetryPolicy()
-        self.stats = ConsumerStats()
+        self.concurrency = concurrency
+        self._dispatch = Dispatcher(
+            self.registry,
+            retry or RetryPolicy(),
+            self.group_id,
+            self.settings.max_message_bytes,
+            lambda: self._stopping,
+        )
+        self.stats = self._dispatch.stats
         self._transport = transport
         self._dlq_topic = dead_letter_topic
         self._drain_timeout_s = drain_timeout_s
         self._poll_timeout_ms = poll_timeout_ms
-        self._routes: dict[str, HandlerSpec] = {}
-        self._middlewares: list[Middleware] = []
         self._client: ConsumerTransport | None = None
         self._dlq_producer: ProducerTransport | None = None
-        self._dlq: DeadLetterWriter | None = None
-        self._stored: dict[TopicPartition, int] = {}
+        self._offsets = OffsetTracker()
+        self._lanes: Lanes | None = None
         self._assigned: set[TopicPartition] = set()
         self._committed: dict[TopicPartition, int] = {}
         self._busy = asyncio.Lock()
@@ -146,11 +136,18 @@ class KafkaConsumer:
 
     def register(self, event_type: str, handler: Handler) -> None:
         """Route records of ``event_type`` (from the header, else the envelope) to ``handler``."""
-        self._routes[self.registry.canonical_type(str(event_type))] = inspect_handler(handler)
+        self._dispatch.routes[self.registry.canonical_type(str(event_type))] = inspect_handler(
+            handler
+        )
 
     def use(self, middleware: Middleware) -> None:
         """Add a pipeline step around every handler call (outermost first)."""
-        self._middlewares.append(middleware)
+        self._dispatch.middlewares.append(middleware)
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The in-place retry policy."""
+        return self._dispatch.retry
 
     # -- lifecycle ----------------------------------------------------------------------
     @property
@@ -196,6 +193,9 @@ class KafkaConsumer:
             )
         )
         await dlq_producer.start()
+        self._offsets = OffsetTracker()
+        self._assigned = set()  # before joining: the join's assignment callback fills it
+        self._committed = {}
         client = transport.consumer(config)
         try:
             await client.start()
@@ -206,7 +206,7 @@ class KafkaConsumer:
         self._stop_done = None
         self._client = client
         self._dlq_producer = dlq_producer
-        self._dlq = DeadLetterWriter(dlq_producer, self._dlq_topic)
+        self._dispatch.writer = DeadLetterWriter(dlq_producer, self._dlq_topic)
         self._commit_task = asyncio.create_task(self._commit_loop())
         logger.info("consumer %s joined %s on %s", self.group_id, ",".join(self.topics), s.servers)
 
@@ -270,16 +270,13 @@ class KafkaConsumer:
         return self._client
 
     # -- offsets ------------------------------------------------------------------------
-    def _store(self, record: Record) -> None:
-        self._stored[record.tp] = record.offset + 1
-
     async def _commit(self, only: set[TopicPartition] | None = None) -> None:
         client = self._client
         if client is None:
             return
         pending = {
             tp: off
-            for tp, off in self._stored.items()
+            for tp, off in self._offsets.committable.items()
             if self._committed.get(tp) != off and (only is None or tp in only)
         }
         if not pending:
@@ -299,13 +296,18 @@ class KafkaConsumer:
             await self._commit()
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        if self._lanes is not None:
+            try:  # let the lanes finish what they hold of these partitions
+                await asyncio.wait_for(self._lanes.drain(revoked), self._drain_timeout_s)
+            except TimeoutError:
+                logger.warning("revoked partitions still busy after %ss", self._drain_timeout_s)
         async with self._busy:  # wait for the message in hand
             if self.settings.features.commit_during_rebalance or (
                 self.settings.consumer_group_instance_id
             ):
                 await self._commit(revoked)
+            self._offsets.forget(revoked)
             for tp in revoked:
-                self._stored.pop(tp, None)
                 self._committed.pop(tp, None)
             self._assigned -= revoked
         logger.info("consumer %s revoked %s", self.group_id, sorted(revoked))
@@ -351,9 +353,19 @@ class KafkaConsumer:
         that cannot be decoded for the handler go to the dead-letter step at once.
         """
         default = inspect_handler(handler) if handler is not None else None
-        if default is None and not self._routes:
+        if default is None and not self._dispatch.routes:
             raise ConfigurationError("consume() needs a handler or registered routes")
         done = self._enter_loop()
+        process = self._dispatch.process
+        offsets = self._offsets
+        if self.concurrency > 1:
+
+            async def on_lane(record: Record) -> None:
+                if record.tp in self._assigned and await process(record, default, dlq_handler):
+                    offsets.finish(record)
+
+            max_in_flight = max(self.concurrency * 4, self.settings.consumer_max_poll_records)
+            self._lanes = Lanes(self.concurrency, on_lane, max_in_flight)
         try:
             while not self._stopping:
                 records = await self._poll(
@@ -364,12 +376,21 @@ class KafkaConsumer:
                         break
                     if record.tp not in self._assigned:
                         continue  # revoked while this batch was in hand
+                    if self._lanes is not None:
+                        offsets.begin(record)
+                        await self._lanes.submit(record)
+                        continue
                     async with self._busy:
-                        if await self._process(record, default, dlq_handler):
-                            self._store(record)
-                        else:
-                            break
+                        offsets.begin(record)
+                        if not await process(record, default, dlq_handler):
+                            break  # stopping before the record was finished: it comes back
+                        offsets.finish(record)
+            if self._lanes is not None:
+                await self._lanes.drain()
         finally:
+            if self._lanes is not None:
+                await self._lanes.close()
+                self._lanes = None
             done.set()
 
     async def consume_batch(
@@ -387,6 +408,8 @@ class KafkaConsumer:
         again and is then dead-lettered. Everything else is committed. Handlers should
         therefore be idempotent for records of a batch that was retried.
         """
+        if self.concurrency > 1:
+            raise ConfigurationError("consume_batch() does not combine with concurrency > 1")
         if batch_size < 1 or max_wait <= 0:
             raise ConfigurationError("batch_size must be >= 1 and max_wait > 0")
         spec = inspect_handler(handler, batch=True)
@@ -408,10 +431,12 @@ class KafkaConsumer:
                 async with self._busy:
                     assigned = self._assigned
                     records = [r for r in records if r.tp in assigned]
-                    if not await self._process_batch(records, spec, dlq_handler):
+                    for record in records:
+                        self._offsets.begin(record)
+                    if not await self._dispatch.process_batch(records, spec, dlq_handler):
                         break
                     for record in records:
-                        self._store(record)
+                        self._offsets.finish(record)
         finally:
             done.set()
 
@@ -422,163 +447,3 @@ class KafkaConsumer:
         return asyncio.create_task(
             self.consume(handler, dlq_handler), name=f"consume-{self.group_id}"
         )
-
-    # -- one record ---------------------------------------------------------------------
-    def _route(self, record: Record, default: HandlerSpec | None) -> HandlerSpec | None:
-        if not self._routes:
-            return default
-        etype = header_value(record.headers, EVENT_TYPE)
-        if etype is None:
-            try:
-                etype = str(normalise(decode_json(record.value), self.registry)["event_type"])
-            except DecodeError:
-                return default
-        return self._routes.get(self.registry.canonical_type(etype), default)
-
-    async def _invoke(self, spec: HandlerSpec, payload: Any, ctx: MessageContext) -> None:
-        async def last() -> None:
-            await spec.call(payload, ctx)
-
-        call: CallNext = last
-        for mw in reversed(self._middlewares):
-            call = partial(mw, ctx, call)
-        await call()
-
-    async def _process(
-        self, record: Record, default: HandlerSpec | None, dlq_handler: DlqHandler | None
-    ) -> bool:
-        ctx = MessageContext(record, self.group_id, attempt=0)
-        if (size := len(record.value or b"")) > self.settings.max_message_bytes:
-            oversize = DecodeError(
-                f"record of {size} bytes exceeds KAFKA_MAX_MESSAGE_BYTES "
-                f"({self.settings.max_message_bytes})"
-            )
-            return await self._dead_letter(
-                record, Failure(oversize, 1, "oversize", self.group_id), dlq_handler
-            )
-        spec = self._route(record, default)
-        if spec is None:
-            if self._routes and default is None and record.value is not None:
-                try:
-                    normalise(decode_json(record.value), self.registry)
-                except DecodeError as exc:
-                    return await self._dead_letter(
-                        record, Failure(exc, 1, "decode", self.group_id), dlq_handler
-                    )
-            self.stats.skipped += 1
-            return True
-        try:
-            payload = spec.payload(record, self.registry)
-        except _UNDECODABLE as exc:
-            return await self._dead_letter(
-                record, Failure(exc, 1, "decode", self.group_id), dlq_handler
-            )
-
-        async def attempt() -> None:
-            ctx.attempt += 1
-            if ctx.attempt > 1:
-                self.stats.retried += 1
-            await self._invoke(spec, payload, ctx)
-
-        outcome = await self.retry.run(attempt)
-        if outcome.ok:
-            self.stats.processed += 1
-            return True
-        self.stats.failed += 1
-        assert outcome.error is not None
-        failure = Failure(
-            outcome.error, outcome.attempts, "handler", self.group_id, outcome.first_failure_at
-        )
-        return await self._dead_letter(record, failure, dlq_handler, payload)
-
-    def _as_dict(self, record: Record, payload: Any = None) -> dict[str, Any]:
-        if isinstance(payload, dict):
-            return payload
-        try:
-            obj = decode_json(record.value)
-        except DecodeError:
-            obj = None
-        if isinstance(obj, dict):
-            return obj
-        text = None if record.value is None else record.value.decode("utf-8", "replace")
-        return {
-            "value": text,
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-        }
-
-    async def _dead_letter(
-        self,
-        record: Record,
-        failure: Failure,
-        dlq_handler: DlqHandler | None,
-        payload: Any = None,
-    ) -> bool:
-        if dlq_handler is not None:
-            try:
-                await dlq_handler(self._as_dict(record, payload), failure.error)
-            except Exception as exc:  # noqa: BLE001 - fall back to the dead-letter topic
-                logger.error("dlq_handler failed (%s); writing to the dead-letter topic", exc)
-            else:
-                self.stats.dead_lettered += 1
-                return True
-        assert self._dlq is not None
-        written = await self._dlq.write(record, failure, lambda: self._stopping)
-        if written:
-            self.stats.dead_lettered += 1
-        return written
-
-    # -- batches ------------------------------------------------------------------------
-    async def _call_batch(self, spec: HandlerSpec, items: list[tuple[Record, Any]]) -> None:
-        payloads = [p for _, p in items]
-        if spec.wants_ctx:
-            await spec.func(payloads, [MessageContext(r, self.group_id) for r, _ in items])
-        else:
-            await spec.func(payloads)
-
-    async def _process_batch(
-        self, records: list[Record], spec: HandlerSpec, dlq_handler: DlqHandler | None
-    ) -> bool:
-        items: list[tuple[Record, Any]] = []
-        for record in records:
-            try:
-                items.append((record, spec.payload(record, self.registry)))
-            except _UNDECODABLE as exc:
-                failure = Failure(exc, 1, "decode", self.group_id)
-                if not await self._dead_letter(record, failure, dlq_handler):
-                    return False
-        if not items:
-            return True
-        outcome = await self.retry.run(partial(self._call_batch, spec, items))
-        if outcome.ok:
-            self.stats.processed += len(items)
-            return True
-        logger.warning(
-            "batch of %d failed (%s); isolating the failing records", len(items), outcome.error
-        )
-        return await self._isolate(items, spec, dlq_handler)
-
-    async def _isolate(
-        self, items: list[tuple[Record, Any]], spec: HandlerSpec, dlq_handler: DlqHandler | None
-    ) -> bool:
-        if len(items) == 1:
-            outcome = await self.retry.run(partial(self._call_batch, spec, items))
-            if outcome.ok:
-                self.stats.processed += 1
-                return True
-            self.stats.failed += 1
-            assert outcome.error is not None
-            record, payload = items[0]
-            failure = Failure(
-                outcome.error, outcome.attempts, "handler", self.group_id, outcome.first_failure_at
-            )
-            return await self._dead_letter(record, failure, dlq_handler, payload)
-        mid = len(items) // 2
-        for half in (items[:mid], items[mid:]):
-            outcome = await NO_RETRY.run(partial(self._call_batch, spec, half))
-            if outcome.ok:
-                self.stats.processed += len(half)
-            elif not await self._isolate(half, spec, dlq_handler):
-                return False
-        return True

@@ -28,7 +28,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "eventbus.fastapi needs FastAPI: pip install 'eventbus-hrms[fastapi]'"
     ) from exc
 
-from eventbus._consumer import DlqHandler, KafkaConsumer
+from eventbus._consumer import KafkaConsumer
+from eventbus._dispatch import DlqHandler
 from eventbus._handlers import Handler
 from eventbus._producer import KafkaProducer
 from eventbus.errors import BrokerUnavailableError

@@ -391,3 +391,40 @@ async def test_batch_failure_isolates_the_poison_record(harness: Harness) -> Non
     assert stored == set(range(16)) - {11}
     (dead,) = await harness.read(dlq, 1)
     assert header_value(dead.headers, h.DLQ_ORIGINAL_OFFSET) == "11"
+
+
+async def test_key_ordered_lanes(harness: Harness) -> None:
+    topic = await harness.topic(partitions=2)
+    group = harness.unique("g")
+    async with harness.producer() as p:
+        for seq in range(4):
+            for k in range(25):
+                assert await p.send_event(topic, ev(k=k, seq=seq), key=f"k{k}")
+    seen: dict[int, list[int]] = defaultdict(list)
+    done = asyncio.Event()
+    count = 0
+
+    async def handle(msg: dict[str, Any]) -> None:
+        nonlocal count
+        await asyncio.sleep(0)
+        seen[msg["data"]["k"]].append(msg["data"]["seq"])
+        count += 1
+        if count == 100:
+            done.set()
+
+    await run_until(harness.consumer([topic], group=group, concurrency=6), handle, done)
+    assert dict(seen) == {k: [0, 1, 2, 3] for k in range(25)}
+    # everything was committed: a new member of the group gets nothing more
+    again: list[Any] = []
+    c = harness.consumer([topic], group=group)
+    async with harness.producer() as p:
+        assert await p.send_event(topic, ev(k=99, seq=0), key="marker")
+    marker = asyncio.Event()
+
+    async def until_marker(msg: dict[str, Any]) -> None:
+        again.append(msg)
+        if msg["data"]["k"] == 99:
+            marker.set()
+
+    await run_until(c, until_marker, marker)
+    assert [m["data"]["k"] for m in again] == [99]
