@@ -78,7 +78,9 @@ class Harness:
 
     def consumer(self, topics: list[str], group: str | None = None, **kw: Any) -> KafkaConsumer:
         ckw = {
-            k: kw.pop(k) for k in ("retry", "registry", "drain_timeout_s", "concurrency") if k in kw
+            k: kw.pop(k)
+            for k in ("retry", "registry", "drain_timeout_s", "concurrency", "transactional")
+            if k in kw
         }
         c = KafkaConsumer(
             group_id=group or self.unique("g"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -27,16 +28,19 @@ from eventbus._registry import EventRegistry, default_registry
 from eventbus._transport.base import (
     ConsumerConfig,
     ConsumerTransport,
+    OutgoingRecord,
     ProducerConfig,
     ProducerTransport,
     Record,
     TopicPartition,
+    TransactionalProducer,
     Transport,
 )
 from eventbus.errors import (
     ConfigurationError,
     EventBusError,
     LifecycleError,
+    UnsupportedFeatureError,
 )
 from eventbus.settings import KafkaSettings, load_settings
 
@@ -62,6 +66,14 @@ class KafkaConsumer:
             With N > 1, records with the same key are handled in order on one lane while
             other keys run concurrently, and each partition commits only its highest
             contiguous finished offset.
+        transactional: consume-transform-produce exactly once: events a handler queues
+            with ``ctx.produce()`` and the record's offset are committed in one Kafka
+            transaction (partition-serial only; the consumer reads ``read_committed``).
+            Raises :class:`UnsupportedFeatureError` at start on a broker without
+            transactions.
+        atomic_dead_letters: write each dead-letter record and commit its offset in one
+            transaction, so a poison message is never dead-lettered twice after a crash.
+            Default: on where the broker supports transactions and concurrency is 1.
         **overrides: any other :class:`KafkaSettings` field.
     """
 
@@ -79,6 +91,8 @@ class KafkaConsumer:
         drain_timeout_s: float = 30.0,
         poll_timeout_ms: int = 200,
         concurrency: int = 1,
+        transactional: bool = False,
+        atomic_dead_letters: bool | None = None,
         client_id: str | None = None,
         **overrides: Any,
     ) -> None:
@@ -96,6 +110,10 @@ class KafkaConsumer:
             raise ConfigurationError("KafkaConsumer needs at least one topic name")
         if concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
+        if transactional and concurrency > 1:
+            raise ConfigurationError("transactional=True needs concurrency=1")
+        self.transactional = transactional
+        self._atomic_dead_letters = atomic_dead_letters
         self.registry = registry or default_registry
         self.concurrency = concurrency
         self._dispatch = Dispatcher(
@@ -112,6 +130,7 @@ class KafkaConsumer:
         self._poll_timeout_ms = poll_timeout_ms
         self._client: ConsumerTransport | None = None
         self._dlq_producer: ProducerTransport | None = None
+        self._txn: TransactionalProducer | None = None
         self._offsets = OffsetTracker()
         self._lanes: Lanes | None = None
         self._assigned: set[TopicPartition] = set()
@@ -172,6 +191,18 @@ class KafkaConsumer:
                 "KAFKA_CONSUMER_GROUP_INSTANCE_ID to a stable id per replica",
                 features.name,
             )
+        if self.transactional and not features.transactions:
+            raise UnsupportedFeatureError(
+                f"transactional=True needs Kafka transactions, which broker profile "
+                f"{features.name!r} does not provide (read_committed isolation)"
+            )
+        atomic = self._atomic_dead_letters
+        if atomic is None:
+            atomic = (
+                features.transactions
+                and self.concurrency == 1
+                and (features.idempotence_for(s.transport) or self._transport is not None)
+            )
         config = ConsumerConfig(
             group_id=self.group_id,
             topics=self.topics,
@@ -183,6 +214,7 @@ class KafkaConsumer:
             client_id=s.client_id,
             on_revoked=self._on_revoked,
             on_assigned=self._on_assigned,
+            isolation_level="read_committed" if self.transactional else s.consumer_isolation_level,
         )
         dlq_producer = transport.producer(
             ProducerConfig(
@@ -193,6 +225,19 @@ class KafkaConsumer:
             )
         )
         await dlq_producer.start()
+        txn: TransactionalProducer | None = None
+        if self.transactional or atomic:
+            txn = transport.transactional_producer(
+                ProducerConfig(
+                    client_id=f"{s.client_id}-txn", request_timeout_ms=s.producer_request_timeout_ms
+                ),
+                f"{self.group_id}-{s.client_id}-{uuid.uuid4().hex[:12]}",
+            )
+            try:
+                await txn.start()
+            except BaseException:
+                await dlq_producer.stop()
+                raise
         self._offsets = OffsetTracker()
         self._assigned = set()  # before joining: the join's assignment callback fills it
         self._committed = {}
@@ -201,12 +246,18 @@ class KafkaConsumer:
             await client.start()
         except BaseException:
             await dlq_producer.stop()
+            if txn is not None:
+                await txn.stop()
             raise
         self._stopping = False
+        self._txn = txn
         self._stop_done = None
         self._client = client
         self._dlq_producer = dlq_producer
-        self._dispatch.writer = DeadLetterWriter(dlq_producer, self._dlq_topic)
+        self._dispatch.writer = DeadLetterWriter(
+            dlq_producer, self._dlq_topic, atomic=self._write_atomically if atomic else None
+        )
+        self._dispatch.commit_txn = self._commit_outputs if self.transactional else None
         self._commit_task = asyncio.create_task(self._commit_loop())
         logger.info("consumer %s joined %s on %s", self.group_id, ",".join(self.topics), s.servers)
 
@@ -244,11 +295,14 @@ class KafkaConsumer:
         await self._commit()
         client, self._client = self._client, None
         dlq, self._dlq_producer = self._dlq_producer, None
+        txn, self._txn = self._txn, None
         try:
             await client.stop()
         finally:
             if dlq is not None:
                 await dlq.stop()
+            if txn is not None:
+                await txn.stop()
         logger.info("consumer %s stopped: %s", self.group_id, self.stats)
 
     async def __aenter__(self) -> Self:
@@ -288,6 +342,19 @@ class KafkaConsumer:
             logger.warning("commit of %s failed (records may be redelivered): %s", pending, exc)
             return
         self._committed.update(pending)
+
+    async def _commit_outputs(self, record: Record, outputs: list[OutgoingRecord]) -> None:
+        """Commit a handler's outputs and its record's offset in one transaction."""
+        await self._write_atomically(record, *outputs)
+
+    async def _write_atomically(self, record: Record, *outputs: OutgoingRecord) -> None:
+        assert self._txn is not None
+        client = self._require()
+        offsets: dict[TopicPartition, int] = {}
+        if self._lanes is None:  # serial: every earlier offset of the partition is finished
+            offsets[record.tp] = record.offset + 1
+        await self._txn.commit_atomically(outputs, offsets, client, self.group_id)
+        self._committed.update(offsets)
 
     async def _commit_loop(self) -> None:
         interval = self.settings.consumer_commit_interval_ms / 1000

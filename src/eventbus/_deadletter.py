@@ -7,12 +7,12 @@ import hashlib
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from eventbus import headers as h
-from eventbus._transport.base import ProducerTransport, Record
+from eventbus._transport.base import OutgoingRecord, ProducerTransport, Record
 
 logger = logging.getLogger("eventbus.deadletter")
 
@@ -82,8 +82,16 @@ def dead_letter_headers(record: Record, failure: Failure) -> list[tuple[str, byt
     return kept + [(k, v.encode()) for k, v in extra.items()]
 
 
+AtomicWrite = Callable[[Record, OutgoingRecord], Awaitable[None]]
+"""Writes a dead-letter record and commits the original offset in one transaction."""
+
+
 class DeadLetterWriter:
     """Writes failed records to their dead-letter topic, retrying until acknowledged.
+
+    With ``atomic`` (a broker with transactions), the dead-letter record and the commit of
+    the original offset happen in one Kafka transaction, so a poison message redelivered
+    after a crash is never dead-lettered twice.
 
     A dead-letter record keeps the original key, value and headers, so it can be
     replayed as it was. If the broker cannot take it, the writer keeps trying with
@@ -96,10 +104,12 @@ class DeadLetterWriter:
         producer: ProducerTransport,
         topic_for: Callable[[str], str] = dead_letter_topic,
         max_backoff_s: float = 5.0,
+        atomic: AtomicWrite | None = None,
     ) -> None:
         self._producer = producer
         self._topic_for = topic_for
         self._max_backoff_s = max_backoff_s
+        self._atomic = atomic
 
     async def write(self, record: Record, failure: Failure, stopping: Callable[[], bool]) -> bool:
         """Write one dead-letter record; False only if stopped before it was acknowledged."""
@@ -108,8 +118,12 @@ class DeadLetterWriter:
         backoff = 0.1
         while True:
             try:
-                fut = await self._producer.send(topic, record.value, record.key, headers)
-                await fut
+                if self._atomic is not None:
+                    out = OutgoingRecord(topic, record.value, record.key, tuple(headers))
+                    await self._atomic(record, out)
+                else:
+                    fut = await self._producer.send(topic, record.value, record.key, headers)
+                    await fut
             except Exception as exc:  # noqa: BLE001 - keep trying: losing it is not an option
                 if stopping():
                     logger.error("dead-letter write to %s abandoned at stop: %s", topic, exc)

@@ -13,7 +13,7 @@ from eventbus._deadletter import DeadLetterWriter, Failure
 from eventbus._handlers import HandlerSpec, MessageContext
 from eventbus._policy import NO_RETRY, RetryPolicy
 from eventbus._registry import EventRegistry
-from eventbus._transport.base import Record
+from eventbus._transport.base import OutgoingRecord, Record
 from eventbus.errors import DecodeError, UnknownEventTypeError
 from eventbus.headers import EVENT_TYPE
 
@@ -61,6 +61,7 @@ class Dispatcher:
         self.routes: dict[str, HandlerSpec] = {}
         self.middlewares: list[Middleware] = []
         self.writer: DeadLetterWriter | None = None
+        self.commit_txn: Callable[[Record, list[OutgoingRecord]], Awaitable[None]] | None = None
 
     def route(self, record: Record, default: HandlerSpec | None) -> HandlerSpec | None:
         if not self.routes:
@@ -111,11 +112,17 @@ class Dispatcher:
                 record, Failure(exc, 1, "decode", self.group_id), dlq_handler
             )
 
+        commit_txn = self.commit_txn
+        ctx.transactional = commit_txn is not None
+
         async def attempt() -> None:
             ctx.attempt += 1
             if ctx.attempt > 1:
                 self.stats.retried += 1
+                ctx.outputs.clear()  # an aborted attempt's outputs were never visible
             await self._invoke(spec, payload, ctx)
+            if commit_txn is not None:
+                await commit_txn(record, ctx.outputs)
 
         outcome = await self.retry.run(attempt)
         if outcome.ok:

@@ -72,7 +72,6 @@ TANSU = Features(
 
 MEMORY = Features(
     name="memory",
-    transactions=False,
     durable=False,
     crash_durable=False,
     tls=False,

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from eventbus._codec import decode_event, decode_json, header_value, normalise
+from eventbus._codec import decode_event, decode_json, encode_event, header_value, normalise
 from eventbus._envelope import BaseEvent
 from eventbus._registry import EventRegistry
-from eventbus._transport.base import Record
+from eventbus._transport.base import OutgoingRecord, Record
 from eventbus.errors import ConfigurationError, DecodeError
 
 
@@ -36,6 +36,26 @@ class MessageContext:
     group_id: str
     attempt: int = 1
     state: dict[str, Any] = field(default_factory=dict)
+    transactional: bool = False
+    outputs: list[OutgoingRecord] = field(default_factory=list)
+
+    def produce(self, topic: str, event: BaseEvent, key: str | bytes | None = None) -> None:
+        """Queue ``event`` to be written atomically with this record's offset commit.
+
+        Only in a ``KafkaConsumer(transactional=True)``: the events a handler produces
+        and the consumed offset are committed in one Kafka transaction after the handler
+        returns, or not at all (consume-transform-produce, exactly once).
+
+        Raises:
+            ConfigurationError: the consumer is not transactional.
+        """
+        if not self.transactional:
+            raise ConfigurationError("ctx.produce() needs KafkaConsumer(transactional=True)")
+        value, headers = encode_event(event)
+        k = key if key is not None else event.default_key()
+        self.outputs.append(
+            OutgoingRecord(topic, value, k.encode() if isinstance(k, str) else k, tuple(headers))
+        )
 
     @property
     def topic(self) -> str:

@@ -1,12 +1,16 @@
-"""The ``eventbus`` command line: ``eventbus broker start|stop|status|run``, ``topics``."""
+"""The ``eventbus`` command line: ``broker start|stop|status|run``, ``topics``, ``dlq``."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import signal
 import sys
+from collections.abc import Coroutine
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +20,10 @@ from eventbus._embedded import EmbeddedBroker, default_data_dir, read_state, sto
 from eventbus._runtime import embedded_kind
 from eventbus.errors import EventBusError
 
+if TYPE_CHECKING:
+    from eventbus.redrive import DeadLetter, DeadLetterFilter
+    from eventbus.settings import KafkaSettings
+
 app = typer.Typer(
     help="eventbus: safe Kafka events for business microservices.",
     no_args_is_help=True,
@@ -23,8 +31,12 @@ app = typer.Typer(
 )
 broker_app = typer.Typer(help="Run the embedded Kafka-protocol broker.", no_args_is_help=True)
 topics_app = typer.Typer(help="Inspect and create topics.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="List, inspect and replay dead-letter records (redrive).", no_args_is_help=True
+)
 app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
+app.add_typer(dlq_app, name="dlq")
 console = Console()
 err = Console(stderr=True)
 
@@ -148,6 +160,341 @@ def topics_list(
     for name in sorted(found):
         table.add_row(name, str(found[name]))
     console.print(table)
+
+
+# -- dlq: redrive ---------------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+Bootstrap = Annotated[
+    str | None,
+    typer.Option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka address."),
+]
+Profile = Annotated[
+    str | None,
+    typer.Option(
+        "--broker-profile",
+        envvar="KAFKA_BROKER_PROFILE",
+        help="kafka, noida, tansu or memory: the broker's declared features.",
+    ),
+]
+DlqTopic = Annotated[str, typer.Argument(help="The dead-letter topic, e.g. leave-dlq.")]
+TopicOpt = Annotated[
+    str | None,
+    typer.Option("--topic", help="Original topic (wildcards allowed: 'leave-*')."),
+]
+TypeOpt = Annotated[
+    str | None, typer.Option("--type", help="Event type (wildcards allowed: 'leave.*').")
+]
+ExceptionOpt = Annotated[
+    str | None, typer.Option("--exception", help="Exception class name, e.g. RuntimeError.")
+]
+KeyOpt = Annotated[str | None, typer.Option("--key", help="Original record key (exact).")]
+TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Tenant id (exact).")]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option("--since", help="Failed at or after: ISO 8601 (2025-11-25T18:00Z) or 2h, 7d."),
+]
+UntilOpt = Annotated[
+    str | None,
+    typer.Option("--until", help="Failed before: ISO 8601 or a duration ago (30m)."),
+]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", min=0, help="At most this many (in topic order).")
+]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option("--timeout", min=0.1, help="Seconds allowed to read the topic to its end."),
+]
+
+
+def _run(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``work``; a user-facing error becomes one line and exit code 1."""
+    try:
+        return asyncio.run(work)
+    except EventBusError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _dlq_settings(bootstrap_servers: str | None, broker_profile: str | None) -> KafkaSettings:
+    from eventbus.settings import load_settings
+
+    # The Kafka clients log each failed connection attempt; the command reports the
+    # outcome itself, in one line, so their chatter would only bury it.
+    for name in ("aiokafka", "kafka", "eventbus.librdkafka"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        return load_settings(bootstrap_servers=bootstrap_servers, broker_profile=broker_profile)
+    except EventBusError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _time(option: str, text: str | None) -> datetime | None:
+    from eventbus.redrive import parse_time
+
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except EventBusError as exc:
+        raise _fail(f"{option}: {exc}", 2) from exc
+
+
+def _dlq_filter(
+    topic: str | None,
+    event_type: str | None,
+    exception: str | None,
+    key: str | None,
+    tenant: str | None,
+    since: str | None,
+    until: str | None,
+) -> DeadLetterFilter:
+    from eventbus.redrive import DeadLetterFilter
+
+    try:
+        return DeadLetterFilter(
+            original_topic=topic,
+            event_type=event_type,
+            exception_type=exception,
+            key=key,
+            tenant_id=tenant,
+            since=_time("--since", since),
+            until=_time("--until", until),
+        )
+    except EventBusError as exc:
+        raise _fail(f"--since/--until: {exc}", 2) from exc
+
+
+def _read(
+    dlq_topic: str,
+    settings: KafkaSettings,
+    filters: DeadLetterFilter | None,
+    limit: int | None,
+    timeout: float,
+) -> list[DeadLetter]:
+    from eventbus.redrive import read_dead_letters
+
+    with err.status(f"reading {dlq_topic} ..."):
+        return _run(
+            read_dead_letters(
+                dlq_topic, settings=settings, filters=filters, limit=limit, timeout_s=timeout
+            )
+        )
+
+
+def _offset_label(letter: DeadLetter, partitioned: bool) -> str:
+    if partitioned:
+        return f"{letter.dlq_partition}:{letter.dlq_offset}"
+    return str(letter.dlq_offset)
+
+
+def _when(letter: DeadLetter) -> str:
+    return letter.failed_at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _letters_table(letters: list[DeadLetter], title: str) -> Table:
+    partitioned = any(d.dlq_partition != 0 for d in letters)
+    table = Table(title=title, title_justify="left")
+    table.add_column("offset", justify="right", no_wrap=True)
+    table.add_column("original", overflow="fold")
+    table.add_column("event type", overflow="fold")
+    table.add_column("exception", overflow="fold")
+    table.add_column("attempts", justify="right")
+    table.add_column("failed at (UTC)", no_wrap=True)
+    table.add_column("key", overflow="fold")
+    table.add_column("tenant", overflow="fold")
+    for d in letters:
+        table.add_row(
+            _offset_label(d, partitioned),
+            d.original,
+            d.event_type or "",
+            d.exception_type or "",
+            str(d.attempts),
+            _when(d),
+            d.key_text or "",
+            d.tenant_id or "",
+        )
+    return table
+
+
+@dlq_app.command("list")
+def dlq_list(
+    dlq_topic: DlqTopic,
+    topic: TopicOpt = None,
+    event_type: TypeOpt = None,
+    exception: ExceptionOpt = None,
+    key: KeyOpt = None,
+    tenant: TenantOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    limit: LimitOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON array, every field and header.")
+    ] = False,
+    timeout: TimeoutOpt = 60.0,
+    bootstrap_servers: Bootstrap = None,
+    broker_profile: Profile = None,
+) -> None:
+    """List the dead letters of a topic, oldest first, optionally filtered."""
+    settings = _dlq_settings(bootstrap_servers, broker_profile)
+    filters = _dlq_filter(topic, event_type, exception, key, tenant, since, until)
+    letters = _read(dlq_topic, settings, filters, limit, timeout)
+    if as_json:
+        typer.echo(json.dumps([d.to_dict() for d in letters], indent=2, ensure_ascii=False))
+        return
+    if not letters:
+        console.print(f"no dead letters in {dlq_topic} match")
+        return
+    console.print(_letters_table(letters, f"{dlq_topic}: {len(letters)} dead letter(s)"))
+
+
+@dlq_app.command("show")
+def dlq_show(
+    dlq_topic: DlqTopic,
+    offset: Annotated[str, typer.Argument(help="The offset, or PARTITION:OFFSET.")],
+    partition: Annotated[
+        int | None, typer.Option("--partition", min=0, help="The partition of the offset.")
+    ] = None,
+    timeout: TimeoutOpt = 60.0,
+    bootstrap_servers: Bootstrap = None,
+    broker_profile: Profile = None,
+) -> None:
+    """Show one dead letter: the failure, every header, and the value (JSON pretty)."""
+    from rich.json import JSON
+
+    from eventbus.redrive import select_offsets
+
+    settings = _dlq_settings(bootstrap_servers, broker_profile)
+    letters = _read(dlq_topic, settings, None, None, timeout)
+    try:
+        (d,) = select_offsets(letters, [offset], partition=partition)
+    except EventBusError as exc:
+        raise _fail(f"{dlq_topic}: {exc}") from exc
+    summary = Table(show_header=False, title=d.ref, title_justify="left")
+    summary.add_column(style="bold")
+    summary.add_column(overflow="fold")
+    for name, value in (
+        ("original", d.original),
+        ("key", d.key_text),
+        ("event type", d.event_type),
+        ("event id", d.event_id),
+        ("tenant", d.tenant_id),
+        ("exception", d.exception_type),
+        ("message", d.exception_message),
+        ("reason", d.reason),
+        ("attempts", str(d.attempts)),
+        ("first failed at", d.first_failed_at.isoformat() if d.first_failed_at else None),
+        ("failed at", d.failed_at.isoformat()),
+        ("consumer group", d.consumer_group),
+        ("replayed before", str(d.replay_count) if d.replay_count else None),
+    ):
+        if value is not None:
+            summary.add_row(name, value)
+    console.print(summary)
+    headers = Table("header", "value", title="headers", title_justify="left")
+    headers.columns[1].overflow = "fold"
+    for name, raw in d.to_dict()["headers"].items():
+        headers.add_row(name, raw or "")
+    console.print(headers)
+    console.print("[bold]value[/]")
+    if not d.value:
+        console.print("(empty)")
+        return
+    try:
+        console.print(JSON(json.dumps(json.loads(d.value), ensure_ascii=False)))
+    except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+        console.print(d.value.decode("utf-8", "replace"), markup=False, highlight=False)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    dlq_topic: DlqTopic,
+    topic: TopicOpt = None,
+    event_type: TypeOpt = None,
+    exception: ExceptionOpt = None,
+    key: KeyOpt = None,
+    tenant: TenantOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    limit: LimitOpt = None,
+    offsets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--offset", help="Only this dead letter (OFFSET or PARTITION:OFFSET); repeatable."
+        ),
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Send to this topic instead of the original.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be replayed; send nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    timeout: TimeoutOpt = 60.0,
+    bootstrap_servers: Bootstrap = None,
+    broker_profile: Profile = None,
+) -> None:
+    """Send dead letters back to their original topic, with replay markers.
+
+    Value, key and headers are the original ones (dlq.* removed) plus replay.count,
+    replay.at, replay.from and replay.previous_attempts. The event_id header is unchanged,
+    so a consumer with an inbox skips an event it already applied: replaying twice
+    applies an event at most once.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from eventbus.redrive import replay, select_offsets
+
+    settings = _dlq_settings(bootstrap_servers, broker_profile)
+    filters = _dlq_filter(topic, event_type, exception, key, tenant, since, until)
+    letters = _read(dlq_topic, settings, filters, None if offsets else limit, timeout)
+    if offsets:
+        try:
+            letters = select_offsets(letters, offsets)[:limit]
+        except EventBusError as exc:
+            raise _fail(
+                f"{dlq_topic}: {exc} (among the dead letters matching the filters)"
+            ) from exc
+    if not letters:
+        console.print(f"no dead letters in {dlq_topic} match: nothing to replay")
+        return
+    targets = sorted({to or d.original_topic or "?" for d in letters})
+    where = ", ".join(targets)
+    if dry_run:
+        plan = _run(replay(letters, settings=settings, target_topic=to, dry_run=True))
+        console.print(_letters_table(letters, f"dry run: would replay {plan.total} to {where}"))
+        return
+    console.print(_letters_table(letters, f"{dlq_topic}: {len(letters)} dead letter(s)"))
+    if not yes:
+        try:
+            confirmed = typer.confirm(f"Replay {len(letters)} dead letter(s) to {where}?")
+        except typer.Abort:  # end of input
+            console.print()
+            confirmed = False
+        if not confirmed:
+            raise _fail("not replayed (answer y, or pass --yes)")
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("replaying", total=len(letters))
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = _run(replay(letters, settings=settings, target_topic=to, progress=advance))
+    for outcome in result.outcomes:
+        if outcome.error is not None:
+            err.print(f"failed: {outcome.dead_letter.ref} -> {outcome.topic}: {outcome.error}")
+    console.print(
+        f"replayed {result.replayed} of {result.total} dead letter(s) to {where}"
+        f" ({result.failed} failed)"
+    )
+    if result.failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - thin entry point

@@ -93,6 +93,9 @@ class KafkaSettings(BaseSettings):
     consumer_group_instance_id: str | None = Field(
         default=None, validation_alias=_env("KAFKA_CONSUMER_GROUP_INSTANCE_ID")
     )
+    consumer_isolation_level: Literal["read_uncommitted", "read_committed"] = Field(
+        default="read_uncommitted", validation_alias=_env("KAFKA_CONSUMER_ISOLATION_LEVEL")
+    )
     consumer_commit_interval_ms: int = Field(
         default=1_000, gt=0, validation_alias=_env("KAFKA_CONSUMER_COMMIT_INTERVAL_MS")
     )

@@ -15,6 +15,7 @@ import pytest
 from eventbus import BaseEvent, DeadLetterNow, MessageContext, Record, RetryPolicy
 from eventbus import headers as h
 from eventbus._codec import header_value
+from eventbus.errors import UnsupportedFeatureError
 from tests.conftest import Harness, wait_until
 
 FAST = RetryPolicy(attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05, jitter_s=0.0)
@@ -428,3 +429,55 @@ async def test_key_ordered_lanes(harness: Harness) -> None:
 
     await run_until(c, until_marker, marker)
     assert [m["data"]["k"] for m in again] == [99]
+
+
+async def test_consume_transform_produce_exactly_once(harness: Harness) -> None:
+    source = await harness.topic(partitions=1)
+    sink = await harness.topic(partitions=1)
+    async with harness.producer() as p:
+        assert all(await p.send_batch(source, [ev(i=i) for i in range(10)]))
+    consumer = harness.consumer([source], transactional=True, retry=FAST)
+    if not harness.features.transactions:
+        with pytest.raises(UnsupportedFeatureError, match="transactions"):
+            await consumer.start()
+        return
+    failed_once: set[int] = set()
+
+    async def transform(msg: dict[str, Any], ctx: MessageContext) -> None:
+        i = msg["data"]["i"]
+        ctx.produce(sink, ev("order.doubled", i=i, doubled=2 * i))
+        if i % 3 == 0 and i not in failed_once:
+            failed_once.add(i)
+            raise RuntimeError("fail after producing: the output must be aborted")
+
+    await consumer.start()
+    task = asyncio.create_task(consumer.consume(transform))
+    try:
+        await wait_until(lambda: consumer.stats.processed == 10, timeout=60)
+    finally:
+        await consumer.stop()
+        await task
+    reader = harness.consumer([sink], consumer_isolation_level="read_committed")
+    out: list[int] = []
+    done = asyncio.Event()
+
+    async def collect(msg: dict[str, Any]) -> None:
+        out.append(msg["data"]["i"])
+        if len(out) == 10:
+            done.set()
+
+    await run_until(reader, collect, done)
+    assert out == list(range(10))  # each output once, aborted attempts invisible
+    assert consumer.stats.retried == 4  # 0, 3, 6, 9 failed once each
+    # the offsets were committed in the same transactions: nothing is left to consume
+    left: list[Any] = []
+    marker_seen = asyncio.Event()
+    async with harness.producer() as p:
+        assert await p.send_event(source, ev(i=99))
+
+    async def rest(msg: dict[str, Any]) -> None:
+        left.append(msg["data"]["i"])
+        marker_seen.set()
+
+    await run_until(harness.consumer([source], group=consumer.group_id), rest, marker_seen)
+    assert left == [99]

@@ -31,6 +31,8 @@ from aiokafka.helpers import create_ssl_context
 
 from eventbus._transport.base import (
     ConsumerConfig,
+    ConsumerTransport,
+    OutgoingRecord,
     ProducerConfig,
     Record,
     RecordMetadata,
@@ -282,6 +284,58 @@ class AiokafkaConsumer:
         value = self._consumer.highwater(AioTP(tp.topic, tp.partition))
         return None if value is None else int(value)
 
+    async def group_metadata(self) -> object:
+        return self._config.group_id
+
+
+class AiokafkaTransactionalProducer:
+    """:class:`TransactionalProducer` over aiokafka's transactional producer."""
+
+    def __init__(self, settings: KafkaSettings, config: ProducerConfig, txn_id: str) -> None:
+        self._settings = settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.servers,
+            client_id=config.client_id,
+            transactional_id=txn_id,
+            enable_idempotence=True,
+            acks=-1,
+            request_timeout_ms=config.request_timeout_ms,
+            **_security(settings),
+        )
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await _start(self._producer, self._settings, "transactional producer")
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def commit_atomically(
+        self,
+        records: Sequence[OutgoingRecord],
+        offsets: dict[TopicPartition, int],
+        consumer: ConsumerTransport,
+        group_id: str,
+    ) -> None:
+        async with self._lock:
+            try:
+                await self._producer.begin_transaction()
+                futures = [
+                    await self._producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
+                    for r in records
+                ]
+                if offsets:
+                    await self._producer.send_offsets_to_transaction(
+                        {AioTP(tp.topic, tp.partition): o for tp, o in offsets.items()}, group_id
+                    )
+                await self._producer.commit_transaction()
+                for fut in futures:
+                    fut.result()
+            except KafkaError as exc:
+                with contextlib.suppress(KafkaError):
+                    await self._producer.abort_transaction()
+                raise PublishError(f"transaction aborted: {type(exc).__name__}: {exc}") from exc
+
 
 class AiokafkaAdmin:
     """:class:`AdminTransport` over :class:`aiokafka.admin.AIOKafkaAdminClient`."""
@@ -346,3 +400,8 @@ class AiokafkaTransport:
 
     def admin(self) -> AiokafkaAdmin:
         return AiokafkaAdmin(self.settings)
+
+    def transactional_producer(
+        self, config: ProducerConfig, transactional_id: str
+    ) -> AiokafkaTransactionalProducer:
+        return AiokafkaTransactionalProducer(self.settings, config, transactional_id)

@@ -56,6 +56,16 @@ class TopicSpec:
     configs: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    """A record to write as part of a transaction."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
 RebalanceCallback = Callable[[set[TopicPartition]], Awaitable[None]]
 
 
@@ -116,6 +126,33 @@ class ConsumerTransport(Protocol):
 
     def highwater(self, tp: TopicPartition) -> int | None:
         """The high watermark seen in the last fetch response (trustworthy on every broker)."""
+
+    async def group_metadata(self) -> object:
+        """What a transactional producer needs to commit this member's offsets."""
+
+
+@runtime_checkable
+class TransactionalProducer(Protocol):
+    """Writes records and consumer offsets atomically, in one Kafka transaction."""
+
+    async def start(self) -> None:
+        """Connect and initialise the transactional id (fencing older instances)."""
+
+    async def stop(self) -> None:
+        """Disconnect."""
+
+    async def commit_atomically(
+        self,
+        records: Sequence[OutgoingRecord],
+        offsets: dict[TopicPartition, int],
+        consumer: ConsumerTransport,
+        group_id: str,
+    ) -> None:
+        """Write ``records`` and commit ``offsets`` for ``group_id`` together, or neither.
+
+        Raises:
+            PublishError: the transaction was aborted; nothing of it is visible.
+        """
 
 
 @runtime_checkable
@@ -184,3 +221,8 @@ class Transport(Protocol):
 
     def admin(self) -> AdminTransport:
         """Create (not start) an admin client."""
+
+    def transactional_producer(
+        self, config: ProducerConfig, transactional_id: str
+    ) -> TransactionalProducer:
+        """Create (not start) a transactional producer."""

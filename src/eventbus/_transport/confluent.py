@@ -37,6 +37,8 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from eventbus._transport.base import (
     ConsumerConfig,
+    ConsumerTransport,
+    OutgoingRecord,
     ProducerConfig,
     Record,
     RecordMetadata,
@@ -375,11 +377,80 @@ class ConfluentConsumer:
     def resume(self, tps: Sequence[TopicPartition]) -> None:
         self._consumer.resume([KafkaTopicPartition(t.topic, t.partition) for t in tps])
 
+    async def group_metadata(self) -> object:
+        return await self._call(self._consumer.consumer_group_metadata)
+
     def highwater(self, tp: TopicPartition) -> int | None:
         _, high = self._consumer.get_watermark_offsets(
             KafkaTopicPartition(tp.topic, tp.partition), cached=True
         )
         return None if high < 0 else int(high)
+
+
+class ConfluentTransactionalProducer:
+    """:class:`TransactionalProducer` over confluent-kafka's transactional ``Producer``."""
+
+    def __init__(self, settings: KafkaSettings, config: ProducerConfig, txn_id: str) -> None:
+        self._settings = settings
+        conf = _common(settings, config.client_id)
+        conf.update(
+            {
+                "transactional.id": txn_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                "partitioner": "murmur2_random",
+                "request.timeout.ms": config.request_timeout_ms,
+            }
+        )
+        self._producer = Producer(conf)
+        self._timeout = config.request_timeout_ms / 1000
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, "eventbus-txn")
+
+    async def start(self) -> None:
+        await _check_reachable(self._producer, self._settings, "transactional producer")
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                self._thread, self._producer.init_transactions, self._timeout
+            )
+        except KafkaException as exc:
+            raise BrokerError(f"cannot initialise transactions: {exc}") from exc
+
+    async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._producer.flush, self._timeout)
+        self._thread.shutdown(wait=True)
+
+    def _run(
+        self, records: Sequence[OutgoingRecord], offsets: list[KafkaTopicPartition], metadata: Any
+    ) -> None:
+        p = self._producer
+        p.begin_transaction()
+        try:
+            for r in records:
+                p.produce(r.topic, r.value, key=r.key, headers=list(r.headers))
+            if offsets:
+                p.send_offsets_to_transaction(offsets, metadata, self._timeout)
+            p.commit_transaction(self._timeout)
+        except KafkaException:
+            with contextlib.suppress(KafkaException):
+                p.abort_transaction(self._timeout)
+            raise
+
+    async def commit_atomically(
+        self,
+        records: Sequence[OutgoingRecord],
+        offsets: dict[TopicPartition, int],
+        consumer: ConsumerTransport,
+        group_id: str,
+    ) -> None:
+        metadata = await consumer.group_metadata() if offsets else None
+        parts = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._thread, self._run, records, parts, metadata)
+        except KafkaException as exc:
+            raise PublishError(f"transaction aborted: {exc}") from exc
 
 
 class ConfluentAdmin:
@@ -450,3 +521,8 @@ class ConfluentTransport:
 
     def admin(self) -> ConfluentAdmin:
         return ConfluentAdmin(self.settings)
+
+    def transactional_producer(
+        self, config: ProducerConfig, transactional_id: str
+    ) -> ConfluentTransactionalProducer:
+        return ConfluentTransactionalProducer(self.settings, config, transactional_id)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from eventbus._partitioner import partition_for
 from eventbus._transport.base import (
     ConsumerConfig,
+    ConsumerTransport,
+    OutgoingRecord,
     ProducerConfig,
     Record,
     RecordMetadata,
@@ -182,6 +184,12 @@ class MemoryBroker:
         """An admin transport on this broker."""
         return MemoryAdmin(self)
 
+    def transactional_producer(
+        self, config: ProducerConfig, transactional_id: str
+    ) -> MemoryTransactionalProducer:
+        """A transactional producer on this broker (records and offsets land together)."""
+        return MemoryTransactionalProducer(self)
+
 
 class MemoryProducer:
     """:class:`ProducerTransport` on a :class:`MemoryBroker`."""
@@ -213,6 +221,40 @@ class MemoryProducer:
 
     async def flush(self) -> None:
         return None
+
+
+class MemoryTransactionalProducer:
+    """:class:`TransactionalProducer` on a :class:`MemoryBroker`: all or nothing."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self._broker = broker
+
+    async def start(self) -> None:
+        if not self._broker.available:
+            raise BrokerUnavailableError("memory broker is down")
+
+    async def stop(self) -> None:
+        return None
+
+    async def commit_atomically(
+        self,
+        records: Sequence[OutgoingRecord],
+        offsets: dict[TopicPartition, int],
+        consumer: ConsumerTransport,
+        group_id: str,
+    ) -> None:
+        broker = self._broker
+        if not broker.available or broker.fail_sends > 0:
+            if broker.fail_sends > 0:
+                broker.fail_sends -= 1
+            raise PublishError("transaction aborted: memory broker is down")
+        group = broker.groups.get(group_id)
+        owned = consumer.assignment()
+        if group is None or any(tp not in owned for tp in offsets):
+            raise PublishError("transaction aborted: partitions are no longer assigned")
+        for r in records:
+            broker.append(r.topic, r.value, r.key, r.headers, None)
+        group.committed.update(offsets)
 
 
 class MemoryConsumer:
@@ -282,6 +324,9 @@ class MemoryConsumer:
 
     def highwater(self, tp: TopicPartition) -> int | None:
         return self._broker.end_offset(tp)
+
+    async def group_metadata(self) -> object:
+        return self.config.group_id
 
 
 class MemoryAdmin:
