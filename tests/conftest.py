@@ -79,7 +79,10 @@ class Harness:
     def consumer(self, topics: list[str], group: str | None = None, **kw: Any) -> KafkaConsumer:
         ckw = {
             k: kw.pop(k)
-            for k in ("retry", "registry", "drain_timeout_s", "concurrency", "transactional")
+            for k in (
+                "retry", "registry", "drain_timeout_s", "concurrency", "transactional",
+                "retry_topics",
+            )
             if k in kw
         }
         c = KafkaConsumer(

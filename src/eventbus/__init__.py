@@ -14,6 +14,7 @@ from eventbus._handlers import MessageContext
 from eventbus._policy import NO_RETRY, RetryPolicy
 from eventbus._producer import KafkaProducer, close_producer, get_producer
 from eventbus._registry import EventRegistry, default_registry
+from eventbus._retrytopics import RetryTopics
 from eventbus._topics import TopicSpec, ensure_topics
 from eventbus._transport.base import Record, RecordMetadata, TopicPartition
 from eventbus.errors import (
@@ -54,6 +55,7 @@ __all__ = [
     "Redacted",
     "RetryLater",
     "RetryPolicy",
+    "RetryTopics",
     "SerializationError",
     "TopicPartition",
     "TopicSpec",

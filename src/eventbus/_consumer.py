@@ -13,18 +13,20 @@ import contextlib
 import logging
 import uuid
 import warnings
+from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 from eventbus._clients import make_transport
-from eventbus._deadletter import DeadLetterWriter, dead_letter_topic
+from eventbus._deadletter import DeadLetterWriter, Failure, dead_letter_topic
 from eventbus._dispatch import Dispatcher, DlqHandler, Middleware
-from eventbus._handlers import Handler, inspect_handler
+from eventbus._handlers import Handler, HandlerSpec, inspect_handler
 from eventbus._lanes import Lanes
 from eventbus._offsets import OffsetTracker
 from eventbus._policy import RetryPolicy
 from eventbus._registry import EventRegistry, default_registry
+from eventbus._retrytopics import RetryRouter, RetryTopics
 from eventbus._transport.base import (
     ConsumerConfig,
     ConsumerTransport,
@@ -33,6 +35,7 @@ from eventbus._transport.base import (
     ProducerTransport,
     Record,
     TopicPartition,
+    TopicSpec,
     TransactionalProducer,
     Transport,
 )
@@ -74,6 +77,9 @@ class KafkaConsumer:
         atomic_dead_letters: write each dead-letter record and commit its offset in one
             transaction, so a poison message is never dead-lettered twice after a crash.
             Default: on where the broker supports transactions and concurrency is 1.
+        retry_topics: non-blocking retry tiers (see :class:`RetryTopics`): a record that
+            keeps failing waits in ``<domain>-retry-<delay>`` topics instead of blocking
+            its partition, and later records with the same key are parked behind it.
         **overrides: any other :class:`KafkaSettings` field.
     """
 
@@ -93,6 +99,7 @@ class KafkaConsumer:
         concurrency: int = 1,
         transactional: bool = False,
         atomic_dead_letters: bool | None = None,
+        retry_topics: RetryTopics | None = None,
         client_id: str | None = None,
         **overrides: Any,
     ) -> None:
@@ -112,8 +119,13 @@ class KafkaConsumer:
             raise ConfigurationError("concurrency must be at least 1")
         if transactional and concurrency > 1:
             raise ConfigurationError("transactional=True needs concurrency=1")
+        if retry_topics is not None and concurrency > 1:
+            raise ConfigurationError("retry_topics needs concurrency=1")
         self.transactional = transactional
         self._atomic_dead_letters = atomic_dead_letters
+        self._router = RetryRouter(retry_topics, self.topics) if retry_topics else None
+        self._forwarded = False
+        self._deferred: set[TopicPartition] = set()
         self.registry = registry or default_registry
         self.concurrency = concurrency
         self._dispatch = Dispatcher(
@@ -203,9 +215,14 @@ class KafkaConsumer:
                 and self.concurrency == 1
                 and (features.idempotence_for(s.transport) or self._transport is not None)
             )
+        topics = self.topics
+        if self._router is not None:
+            await self._ensure_retry_topics(transport)
+            topics = (*self.topics, *self._router.retry_topics)
         config = ConsumerConfig(
             group_id=self.group_id,
-            topics=self.topics,
+            topics=topics,
+            range_assignment=self._router is not None,
             auto_offset_reset=s.consumer_auto_offset_reset,
             max_poll_records=s.consumer_max_poll_records,
             session_timeout_ms=s.consumer_session_timeout_ms,
@@ -258,6 +275,7 @@ class KafkaConsumer:
             dlq_producer, self._dlq_topic, atomic=self._write_atomically if atomic else None
         )
         self._dispatch.commit_txn = self._commit_outputs if self.transactional else None
+        self._dispatch.on_failure = self._to_retry_tier if self._router is not None else None
         self._commit_task = asyncio.create_task(self._commit_loop())
         logger.info("consumer %s joined %s on %s", self.group_id, ",".join(self.topics), s.servers)
 
@@ -356,6 +374,107 @@ class KafkaConsumer:
         await self._txn.commit_atomically(outputs, offsets, client, self.group_id)
         self._committed.update(offsets)
 
+    # -- retry tiers ----------------------------------------------------------------------
+    async def _ensure_retry_topics(self, transport: Transport) -> None:
+        assert self._router is not None
+        admin = transport.admin()
+        await admin.start()
+        try:
+            existing = await admin.list_topics()
+            specs = [
+                TopicSpec(self._router.policy.topic(main, tier), existing.get(main, 1))
+                for main in self.topics
+                for tier in range(len(self._router.policy.delays))
+            ]
+            await admin.create_topics(specs)
+        finally:
+            await admin.stop()
+
+    def _hold(self, record: Record) -> bool:
+        """Defer a retry record that is not due, or park a record whose key waits."""
+        router = self._router
+        assert router is not None
+        client = self._require()
+        if record.tp in self._deferred:
+            return True  # an earlier record of this retry partition is not due yet
+        if router.is_retry(record):
+            wait = router.due_in(record)
+            if wait > 0:
+                self._deferred.add(record.tp)
+                client.pause([record.tp])
+                client.seek(record.tp, record.offset)
+                asyncio.get_running_loop().call_later(wait, self._resume, record.tp)
+                return True
+            return False
+        queue = router.parked.get(record.key) if record.key is not None else None
+        if queue is None:
+            return False
+        self._offsets.begin(record)  # held back: not committed until it is handled
+        queue.append(record)
+        if router.parked_count() >= router.policy.max_parked:
+            client.pause([tp for tp in self._assigned if not router.is_retry_topic(tp.topic)])
+        return True
+
+    def _resume(self, tp: TopicPartition) -> None:
+        if self._client is not None and tp in self._assigned:
+            self._client.resume([tp])
+
+    async def _to_retry_tier(self, record: Record, failure: Failure) -> bool:
+        """Republish a failing record to its next retry tier; False when none is left."""
+        router = self._router
+        assert router is not None
+        assert self._dlq_producer is not None
+        hop = router.next_hop(record, failure)
+        if hop is None:
+            return False
+        while True:
+            try:
+                fut = await self._dlq_producer.send(hop.topic, hop.value, hop.key, hop.headers)
+                await fut
+                break
+            except Exception as exc:  # noqa: BLE001 - keep trying: losing it is not an option
+                if self._stopping:
+                    return False
+                logger.warning("retry-tier write to %s failed, retrying: %s", hop.topic, exc)
+                await asyncio.sleep(0.5)
+        self._forwarded = True
+        if record.key is not None and not router.is_retry(record):
+            router.parked.setdefault(record.key, deque())
+            router.heads[record.key] = router.heads.get(record.key, 0) + 1
+        self.stats.retried_later += 1
+        logger.info(
+            "%s[%d]@%d waits in %s", record.topic, record.partition, record.offset, hop.topic
+        )
+        return True
+
+    async def _after(
+        self, record: Record, default: HandlerSpec | None, dlq_handler: DlqHandler | None
+    ) -> bool:
+        """After a retry record finished for good, handle what was parked behind its key."""
+        router = self._router
+        assert router is not None
+        key = record.key
+        if key is None or not router.is_retry(record) or self._forwarded:
+            return True
+        left = router.heads.get(key, 1) - 1
+        if left > 0:
+            router.heads[key] = left
+            return True
+        router.heads.pop(key, None)
+        queue = router.parked.pop(key, deque())
+        while queue:
+            parked = queue.popleft()
+            self._forwarded = False
+            if not await self._dispatch.process(parked, default, dlq_handler):
+                return False
+            self._offsets.finish(parked)
+            if self._forwarded:  # it failed too and now waits: the rest stays behind it
+                router.parked[key].extend(queue)
+                return True
+        if self._client is not None and router.parked_count() < router.policy.max_parked:
+            self._client.resume(list(self._assigned))
+        return True
+
     async def _commit_loop(self) -> None:
         interval = self.settings.consumer_commit_interval_ms / 1000
         while True:
@@ -374,6 +493,9 @@ class KafkaConsumer:
             ):
                 await self._commit(revoked)
             self._offsets.forget(revoked)
+            self._deferred -= revoked
+            if self._router is not None:
+                self._router.forget({(tp.topic, tp.partition) for tp in revoked})
             for tp in revoked:
                 self._committed.pop(tp, None)
             self._assigned -= revoked
@@ -438,6 +560,7 @@ class KafkaConsumer:
                 records = await self._poll(
                     self._poll_timeout_ms, self.settings.consumer_max_poll_records
                 )
+                self._deferred.clear()
                 for record in records:
                     if self._stopping:
                         break
@@ -447,11 +570,10 @@ class KafkaConsumer:
                         offsets.begin(record)
                         await self._lanes.submit(record)
                         continue
-                    async with self._busy:
-                        offsets.begin(record)
-                        if not await process(record, default, dlq_handler):
-                            break  # stopping before the record was finished: it comes back
-                        offsets.finish(record)
+                    if self._router is not None and self._hold(record):
+                        continue
+                    if not await self._one(record, default, dlq_handler):
+                        break  # stopping before the record was finished: it comes back
             if self._lanes is not None:
                 await self._lanes.drain()
         finally:
@@ -475,8 +597,10 @@ class KafkaConsumer:
         again and is then dead-lettered. Everything else is committed. Handlers should
         therefore be idempotent for records of a batch that was retried.
         """
-        if self.concurrency > 1:
-            raise ConfigurationError("consume_batch() does not combine with concurrency > 1")
+        if self.concurrency > 1 or self._router is not None:
+            raise ConfigurationError(
+                "consume_batch() does not combine with concurrency > 1 or retry_topics"
+            )
         if batch_size < 1 or max_wait <= 0:
             raise ConfigurationError("batch_size must be >= 1 and max_wait > 0")
         spec = inspect_handler(handler, batch=True)
@@ -506,6 +630,20 @@ class KafkaConsumer:
                         self._offsets.finish(record)
         finally:
             done.set()
+
+    async def _one(
+        self, record: Record, default: HandlerSpec | None, dlq_handler: DlqHandler | None
+    ) -> bool:
+        """Handle one record in partition-serial mode; False if stopped before finishing."""
+        async with self._busy:
+            self._offsets.begin(record)
+            self._forwarded = False
+            if not await self._dispatch.process(record, default, dlq_handler):
+                return False
+            self._offsets.finish(record)
+            if self._router is not None:
+                return await self._after(record, default, dlq_handler)
+            return True
 
     def start_background(
         self, handler: Handler | None = None, dlq_handler: DlqHandler | None = None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from eventbus import headers as h
+from eventbus._codec import header_value
 from eventbus._transport.base import OutgoingRecord, ProducerTransport, Record
 
 logger = logging.getLogger("eventbus.deadletter")
@@ -78,6 +79,13 @@ def dead_letter_headers(record: Record, failure: Failure) -> list[tuple[str, byt
     }
     if record.key is not None:
         extra[h.DLQ_ORIGINAL_KEY] = record.key.decode("utf-8", "replace")
+    earlier = {k: v for k, v in record.headers if k.startswith("dlq.original_")}
+    if h.DLQ_ORIGINAL_TOPIC in earlier:  # a retry-topic record: keep where it first failed
+        for name in (h.DLQ_ORIGINAL_TOPIC, h.DLQ_ORIGINAL_PARTITION, h.DLQ_ORIGINAL_OFFSET):
+            extra[name] = earlier[name].decode()
+        first = header_value(record.headers, h.DLQ_FIRST_FAILURE_AT)
+        if first is not None:
+            extra[h.DLQ_FIRST_FAILURE_AT] = first
     kept = [(k, v) for k, v in record.headers if not k.startswith("dlq.")]
     return kept + [(k, v.encode()) for k, v in extra.items()]
 
@@ -113,7 +121,10 @@ class DeadLetterWriter:
 
     async def write(self, record: Record, failure: Failure, stopping: Callable[[], bool]) -> bool:
         """Write one dead-letter record; False only if stopped before it was acknowledged."""
-        topic = self._topic_for(record.topic)
+        # a record from a retry tier dead-letters to its main topic's dead-letter topic
+        topic = self._topic_for(
+            header_value(record.headers, h.RETRY_ORIGINAL_TOPIC) or record.topic
+        )
         headers = dead_letter_headers(record, failure)
         backoff = 0.1
         while True:

@@ -37,6 +37,7 @@ class ConsumerStats:
     dead_lettered: int = 0
     skipped: int = 0
     commit_failures: int = 0
+    retried_later: int = 0
 
 
 class Dispatcher:
@@ -62,6 +63,8 @@ class Dispatcher:
         self.middlewares: list[Middleware] = []
         self.writer: DeadLetterWriter | None = None
         self.commit_txn: Callable[[Record, list[OutgoingRecord]], Awaitable[None]] | None = None
+        self.on_failure: Callable[[Record, Failure], Awaitable[bool]] | None = None
+        """Called when a handler keeps failing; True means it took the record (retry tier)."""
 
     def route(self, record: Record, default: HandlerSpec | None) -> HandlerSpec | None:
         if not self.routes:
@@ -86,32 +89,14 @@ class Dispatcher:
     async def process(
         self, record: Record, default: HandlerSpec | None, dlq_handler: DlqHandler | None
     ) -> bool:
-        ctx = MessageContext(record, self.group_id, attempt=0)
-        if (size := len(record.value or b"")) > self.max_message_bytes:
-            oversize = DecodeError(
-                f"record of {size} bytes exceeds KAFKA_MAX_MESSAGE_BYTES ({self.max_message_bytes})"
-            )
-            return await self.dead_letter(
-                record, Failure(oversize, 1, "oversize", self.group_id), dlq_handler
-            )
-        spec = self.route(record, default)
-        if spec is None:
-            if self.routes and default is None and record.value is not None:
-                try:
-                    normalise(decode_json(record.value), self.registry)
-                except DecodeError as exc:
-                    return await self.dead_letter(
-                        record, Failure(exc, 1, "decode", self.group_id), dlq_handler
-                    )
+        prepared = self._prepare(record, default)
+        if prepared is None:
             self.stats.skipped += 1
             return True
-        try:
-            payload = spec.payload(record, self.registry)
-        except _UNDECODABLE as exc:
-            return await self.dead_letter(
-                record, Failure(exc, 1, "decode", self.group_id), dlq_handler
-            )
-
+        if isinstance(prepared, Failure):
+            return await self.dead_letter(record, prepared, dlq_handler)
+        spec, payload = prepared
+        ctx = MessageContext(record, self.group_id, attempt=0)
         commit_txn = self.commit_txn
         ctx.transactional = commit_txn is not None
 
@@ -133,7 +118,36 @@ class Dispatcher:
         failure = Failure(
             outcome.error, outcome.attempts, "handler", self.group_id, outcome.first_failure_at
         )
+        if (
+            self.on_failure is not None
+            and self.retry.is_retryable(outcome.error)
+            and await self.on_failure(record, failure)
+        ):
+            return True
         return await self.dead_letter(record, failure, dlq_handler, payload)
+
+    def _prepare(
+        self, record: Record, default: HandlerSpec | None
+    ) -> tuple[HandlerSpec, Any] | Failure | None:
+        """The handler and its payload; a Failure to dead-letter; None to skip."""
+        size = len(record.value or b"")
+        if size > self.max_message_bytes:
+            error = DecodeError(
+                f"record of {size} bytes exceeds KAFKA_MAX_MESSAGE_BYTES ({self.max_message_bytes})"
+            )
+            return Failure(error, 1, "oversize", self.group_id)
+        spec = self.route(record, default)
+        if spec is None:
+            if self.routes and default is None and record.value is not None:
+                try:
+                    normalise(decode_json(record.value), self.registry)
+                except DecodeError as exc:
+                    return Failure(exc, 1, "decode", self.group_id)
+            return None
+        try:
+            return spec, spec.payload(record, self.registry)
+        except _UNDECODABLE as exc:
+            return Failure(exc, 1, "decode", self.group_id)
 
     def _as_dict(self, record: Record, payload: Any = None) -> dict[str, Any]:
         if isinstance(payload, dict):

@@ -30,4 +30,9 @@ DLQ_FIRST_FAILURE_AT = "dlq.first_failure_at"
 DLQ_FAILED_AT = "dlq.failed_at"
 DLQ_CONSUMER_GROUP = "dlq.consumer_group"
 
+# Retry tiers (see eventbus.RetryTopics)
+RETRY_TIER = "retry.tier"
+RETRY_DUE_AT = "retry.due_at"
+RETRY_ORIGINAL_TOPIC = "retry.original_topic"
+
 __all__ = [name for name in dir() if name.isupper()]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from eventbus import BaseEvent, DeadLetterNow, MessageContext, Record, RetryPolicy
+from eventbus import BaseEvent, DeadLetterNow, MessageContext, Record, RetryPolicy, RetryTopics
 from eventbus import headers as h
 from eventbus._codec import header_value
 from eventbus.errors import UnsupportedFeatureError
@@ -481,3 +481,34 @@ async def test_consume_transform_produce_exactly_once(harness: Harness) -> None:
 
     await run_until(harness.consumer([source], group=consumer.group_id), rest, marker_seen)
     assert left == [99]
+
+
+async def test_retry_tiers_park_the_key_and_keep_order(harness: Harness) -> None:
+    topic = await harness.topic(partitions=2)
+    tiers = RetryTopics(delays=(0.2, 0.4))
+    async with harness.producer() as p:
+        for i, key in enumerate(["a", "b", "a", "c", "a", "b"]):
+            assert await p.send_event(topic, ev(i=i, k=key), key=key)
+    handled: list[int] = []
+    failures = {0: 2}  # record 0 fails twice: tier 1, then tier 2, then succeeds
+    done = asyncio.Event()
+
+    async def handle(msg: dict[str, Any]) -> None:
+        i = msg["data"]["i"]
+        if failures.get(i, 0) > 0:
+            failures[i] -= 1
+            raise ConnectionError("not yet")
+        handled.append(i)
+        if len(handled) == 6:
+            done.set()
+
+    consumer = harness.consumer([topic], retry=RetryPolicy(attempts=1), retry_topics=tiers)
+    await run_until(consumer, handle, done, timeout=60)
+    by_key = {
+        k: [i for i in handled if i in idx]
+        for k, idx in {"a": {0, 2, 4}, "b": {1, 5}, "c": {3}}.items()
+    }
+    assert by_key == {"a": [0, 2, 4], "b": [1, 5], "c": [3]}
+    assert handled.index(1) < handled.index(0)  # b did not wait for a's retries
+    assert consumer.stats.retried_later == 2
+    assert consumer.stats.dead_lettered == 0

@@ -79,6 +79,14 @@ def _security(settings: KafkaSettings) -> dict[str, Any]:
     return opts
 
 
+def _assignor(config: ConsumerConfig) -> dict[str, Any]:
+    if not config.range_assignment:
+        return {}
+    from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+    return {"partition_assignment_strategy": (RangePartitionAssignor,)}
+
+
 async def _start(client: Any, settings: KafkaSettings, what: str) -> None:
     try:
         await asyncio.wait_for(client.start(), timeout=settings.connect_timeout_s)
@@ -230,6 +238,7 @@ class AiokafkaConsumer:
             heartbeat_interval_ms=config.heartbeat_interval_ms,
             max_poll_interval_ms=config.max_poll_interval_ms,
             isolation_level=config.isolation_level,
+            **_assignor(config),
             **_security(settings),
         )
 

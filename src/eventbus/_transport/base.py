@@ -188,6 +188,8 @@ class ConsumerConfig:
     on_revoked: RebalanceCallback | None = None
     on_assigned: RebalanceCallback | None = None
     isolation_level: str = "read_uncommitted"
+    range_assignment: bool = False
+    """Assign the same partition numbers of co-partitioned topics to the same member."""
 
 
 @dataclass(frozen=True, slots=True)

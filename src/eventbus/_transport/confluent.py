@@ -254,7 +254,9 @@ class ConfluentConsumer:
                 "heartbeat.interval.ms": config.heartbeat_interval_ms,
                 "max.poll.interval.ms": config.max_poll_interval_ms,
                 "isolation.level": config.isolation_level,
-                "partition.assignment.strategy": "range,roundrobin",
+                "partition.assignment.strategy": (
+                    "range" if config.range_assignment else "range,roundrobin"
+                ),
             }
         )
         if config.group_instance_id:
@@ -368,14 +370,19 @@ class ConfluentConsumer:
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(p.topic, p.partition) for p in self._consumer.assignment()}
 
+    # seek/pause/resume queue behind the poll on the consumer thread, in call order
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        self._consumer.seek(KafkaTopicPartition(tp.topic, tp.partition, offset))
+        self._thread.submit(
+            self._consumer.seek, KafkaTopicPartition(tp.topic, tp.partition, offset)
+        )
 
     def pause(self, tps: Sequence[TopicPartition]) -> None:
-        self._consumer.pause([KafkaTopicPartition(t.topic, t.partition) for t in tps])
+        parts = [KafkaTopicPartition(t.topic, t.partition) for t in tps]
+        self._thread.submit(self._consumer.pause, parts)
 
     def resume(self, tps: Sequence[TopicPartition]) -> None:
-        self._consumer.resume([KafkaTopicPartition(t.topic, t.partition) for t in tps])
+        parts = [KafkaTopicPartition(t.topic, t.partition) for t in tps]
+        self._thread.submit(self._consumer.resume, parts)
 
     async def group_metadata(self) -> object:
         return await self._call(self._consumer.consumer_group_metadata)

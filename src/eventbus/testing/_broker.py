@@ -150,8 +150,19 @@ class MemoryBroker:
         )
         if not group.members:
             return
-        for i, tp in enumerate(wanted):
-            group.members[i % len(group.members)].owned.add(tp)
+        # Kafka's range assignor: per topic, consecutive partitions to members in order,
+        # so co-partitioned topics give the same partition numbers to the same member.
+        by_topic: dict[str, list[TopicPartition]] = {}
+        for tp in wanted:
+            by_topic.setdefault(tp.topic, []).append(tp)
+        for tps in by_topic.values():
+            members = [m for m in group.members if tps[0].topic in m.config.topics]
+            share, extra = divmod(len(tps), len(members))
+            start = 0
+            for i, m in enumerate(members):
+                count = share + (1 if i < extra else 0)
+                m.owned.update(tps[start : start + count])
+                start += count
         for m in group.members:
             m.positions = {}
             for tp in m.owned:
