@@ -141,6 +141,21 @@ class KafkaProducer:
         k = encode_key(key if key is not None else event.default_key())
         return await client.send(topic, value, k, headers, partition)
 
+    async def enqueue_raw(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: Key = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+        partition: int | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        """Hand already-encoded bytes to the client; return the future of the acknowledgement.
+
+        For relays that store encoded records (the outbox). Raises LifecycleError when
+        the producer is not started.
+        """
+        return await self._require().send(topic, value, encode_key(key), list(headers), partition)
+
     async def publish(
         self, topic: str, event: BaseEvent, key: Key = None, partition: int | None = None
     ) -> RecordMetadata:
