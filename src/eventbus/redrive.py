@@ -568,6 +568,14 @@ class _Reader:
             if self.next.get(tp, 0) < end
         }
 
+    async def catch_up(self) -> None:
+        """Advance ``next`` to the consumer's position: past transaction markers, which
+        take offsets but are never delivered as records."""
+        for tp in list(self.behind()):
+            pos = await self.consumer.position(tp)
+            if pos is not None and pos > self.next.get(tp, 0):
+                self.next[tp] = pos
+
     def where(self) -> str:
         if not self.all_known():
             missing = len(self.expected) - len(self.ends)
@@ -611,6 +619,8 @@ async def _read_to_end(
         while True:
             if reader.capture():
                 quiet_since = loop.time()
+            if reader.all_known() and reader.behind():
+                await reader.catch_up()
             if reader.all_known() and not reader.behind():
                 break
             now = loop.time()

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka import TopicPartition as AioTP
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import IllegalStateError, KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from eventbus._transport.base import (
@@ -295,6 +295,12 @@ class AiokafkaConsumer:
 
     async def group_metadata(self) -> object:
         return self._config.group_id
+
+    async def position(self, tp: TopicPartition) -> int | None:
+        try:
+            return int(await self._consumer.position(AioTP(tp.topic, tp.partition)))
+        except (KafkaError, AssertionError, IllegalStateError):
+            return None
 
 
 class AiokafkaTransactionalProducer:

@@ -130,6 +130,9 @@ class ConsumerTransport(Protocol):
     async def group_metadata(self) -> object:
         """What a transactional producer needs to commit this member's offsets."""
 
+    async def position(self, tp: TopicPartition) -> int | None:
+        """The offset of the next record to fetch (past transaction markers), or None."""
+
 
 @runtime_checkable
 class TransactionalProducer(Protocol):

@@ -387,6 +387,12 @@ class ConfluentConsumer:
     async def group_metadata(self) -> object:
         return await self._call(self._consumer.consumer_group_metadata)
 
+    async def position(self, tp: TopicPartition) -> int | None:
+        (part,) = await self._call(
+            partial(self._consumer.position, [KafkaTopicPartition(tp.topic, tp.partition)])
+        )
+        return None if part.offset < 0 else int(part.offset)
+
     def highwater(self, tp: TopicPartition) -> int | None:
         _, high = self._consumer.get_watermark_offsets(
             KafkaTopicPartition(tp.topic, tp.partition), cached=True

@@ -339,6 +339,9 @@ class MemoryConsumer:
     async def group_metadata(self) -> object:
         return self.config.group_id
 
+    async def position(self, tp: TopicPartition) -> int | None:
+        return self.positions.get(tp)
+
 
 class MemoryAdmin:
     """:class:`AdminTransport` on a :class:`MemoryBroker`."""
