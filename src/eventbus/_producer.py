@@ -161,13 +161,27 @@ class KafkaProducer:
     ) -> RecordMetadata:
         """Send ``event`` and wait for the acknowledgement.
 
+        A retriable failure is re-sent up to ``KAFKA_PRODUCER_RETRIES`` times.
+
         Raises:
             PublishError: not acknowledged within ``delivery_timeout_s``.
             SerializationError: the event cannot be encoded or is too large.
             LifecycleError: the producer is not started.
         """
-        fut = await self.enqueue(topic, event, key, partition)
-        return await self._await(fut, f"{event.event_type} {event.event_id} to {topic}")
+        client = self._require()
+        value, headers = encode_event(event, self._max_bytes)
+        k = encode_key(key if key is not None else event.default_key())
+        what = f"{event.event_type} {event.event_id} to {topic}"
+        retries = self.settings.producer_retries
+        while True:
+            fut = await client.send(topic, value, k, headers, partition)
+            try:
+                return await self._await(fut, what)
+            except PublishError as exc:
+                if retries <= 0 or not exc.retryable_cause:
+                    raise
+                retries -= 1
+                logger.warning("re-sending %s after a retriable failure: %s", what, exc)
 
     async def _await(self, fut: asyncio.Future[RecordMetadata], what: str) -> RecordMetadata:
         try:
@@ -176,8 +190,14 @@ class KafkaProducer:
             raise PublishError(
                 f"{what}: no acknowledgement within {self.delivery_timeout_s:g}s"
             ) from exc
-        except BrokerUnavailableError as exc:
+        except PublishError:
+            raise
+        except EventBusError as exc:
             raise PublishError(f"{what}: {exc}") from exc
+        except Exception as exc:  # the client's own error type, kept as the cause
+            error = PublishError(f"{what}: {type(exc).__name__}: {exc}")
+            error.retryable_cause = bool(getattr(exc, "retriable", False))
+            raise error from exc
 
     async def send_event(self, topic: str, event: BaseEvent, key: Key = None) -> bool:
         """Send ``event``; True once acknowledged, False (and an error log) if it was not.

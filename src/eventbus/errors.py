@@ -64,9 +64,13 @@ class BrokerStartError(BrokerError):
 
 
 class PublishError(BrokerError):
-    """A record was not acknowledged by the broker."""
+    """A record was not acknowledged by the broker.
+
+    ``retryable_cause`` is True when the client said that sending again may succeed.
+    """
 
     retryable = True
+    retryable_cause = False
 
 
 class UnsupportedFeatureError(BrokerError):

@@ -4,8 +4,9 @@ Each setting is mapped explicitly onto aiokafka's own options:
 
 * ``producer_acks``: ``acks`` (``"all"``/``-1``, ``1``, ``0``).
 * ``producer_retries``: aiokafka has no ``retries`` option; it retries retriable errors
-  internally until ``request_timeout_ms``. eventbus then re-sends a record that still
-  failed with a retriable error up to ``producer_retries`` more times.
+  internally until ``request_timeout_ms``. ``KafkaProducer.publish``/``send_event`` then
+  re-send a record that still failed with a retriable error up to ``producer_retries``
+  more times.
 * ``producer_compression``: ``compression_type``; ``producer_linger_ms``: ``linger_ms``.
 * idempotence: ``enable_idempotence`` when the broker profile says it works with aiokafka.
 * consumer: ``enable_auto_commit`` is always False (eventbus commits after success);
@@ -20,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as AioTP
@@ -108,7 +109,6 @@ class AiokafkaProducer:
         self._settings = settings
         self._retries = settings.producer_retries
         self._stop_timeout_s = settings.producer_request_timeout_ms / 1000
-        self._pending: set[asyncio.Future[RecordMetadata]] = set()
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.servers,
             client_id=config.client_id,
@@ -134,17 +134,13 @@ class AiokafkaProducer:
             # aiokafka retries a batch for a known but unreachable leader forever, and its
             # stop() waits for that; give up on it after the timeout instead of hanging.
             logger.error(
-                "producer stop: records still unacknowledged after %gs are abandoned "
-                "(their send futures fail)",
+                "producer stop: records still unacknowledged after %gs are abandoned",
                 self._stop_timeout_s,
             )
             sender = getattr(self._producer, "_sender", None)
             task = getattr(sender, "sender_task", None)
             if task is not None:
                 task.cancel()
-            for fut in list(self._pending):
-                if not fut.done():
-                    fut.set_exception(PublishError("producer stopped before acknowledgement"))
         await self._producer.stop()
 
     async def send(
@@ -155,49 +151,21 @@ class AiokafkaProducer:
         headers: Sequence[tuple[str, bytes]] = (),
         partition: int | None = None,
     ) -> asyncio.Future[RecordMetadata]:
-        result: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
-        self._pending.add(result)
-        result.add_done_callback(self._pending.discard)
-        await self._enqueue(result, topic, value, key, list(headers), partition, self._retries)
-        return result
-
-    async def _enqueue(
-        self,
-        result: asyncio.Future[RecordMetadata],
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        headers: list[tuple[str, bytes]],
-        partition: int | None,
-        retries_left: int,
-    ) -> None:
+        # Hot path: hand back aiokafka's own future (its result has topic, partition and
+        # offset; the producer core maps its exceptions to PublishError).
         try:
-            inner = await self._producer.send(
-                topic, value=value, key=key, partition=partition, headers=headers
+            fut = await self._producer.send(
+                topic,
+                value=value,
+                key=key,
+                partition=partition,
+                headers=headers if isinstance(headers, list) else list(headers),
             )
         except KafkaError as exc:
-            if not result.done():
-                result.set_exception(PublishError(f"{type(exc).__name__}: {exc}"))
-            return
-
-        def done(fut: asyncio.Future[Any]) -> None:
-            if result.done():
-                return
-            if fut.cancelled():
-                result.set_exception(PublishError("send was cancelled"))
-                return
-            exc = fut.exception()
-            if exc is None:
-                md = fut.result()
-                result.set_result(RecordMetadata(md.topic, md.partition, md.offset))
-            elif retries_left > 0 and getattr(exc, "retriable", False):
-                asyncio.ensure_future(  # noqa: RUF006 - result future is the handle
-                    self._enqueue(result, topic, value, key, headers, partition, retries_left - 1)
-                )
-            else:
-                result.set_exception(PublishError(f"{type(exc).__name__}: {exc}"))
-
-        inner.add_done_callback(done)
+            failed: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+            failed.set_exception(PublishError(f"{type(exc).__name__}: {exc}"))
+            return failed
+        return cast("asyncio.Future[RecordMetadata]", fut)
 
     async def flush(self) -> None:
         await self._producer.flush()

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka import TopicPartition as KafkaTopicPartition
@@ -134,7 +134,6 @@ class ConfluentProducer:
         self._wake_scheduled = False
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pending: set[asyncio.Future[RecordMetadata]] = set()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -183,9 +182,6 @@ class ConfluentProducer:
             await loop.run_in_executor(None, self._thread.join)
             self._thread = None
         self._drain()
-        for fut in list(self._pending):
-            if not fut.done():
-                fut.set_exception(PublishError("producer stopped before acknowledgement"))
 
     async def send(
         self,
@@ -197,15 +193,19 @@ class ConfluentProducer:
     ) -> asyncio.Future[RecordMetadata]:
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[RecordMetadata] = loop.create_future()
-        self._pending.add(fut)
-        fut.add_done_callback(self._pending.discard)
         callback = partial(self._on_delivery, fut)
-        kwargs: dict[str, Any] = {"key": key, "headers": list(headers), "on_delivery": callback}
-        if partition is not None:
-            kwargs["partition"] = partition
+        hdrs = cast(
+            "list[tuple[str, str | bytes | None]]",
+            headers if isinstance(headers, list) else list(headers),
+        )
         while True:
             try:
-                self._producer.produce(topic, value, **kwargs)
+                if partition is None:
+                    self._producer.produce(topic, value, key, headers=hdrs, on_delivery=callback)
+                else:
+                    self._producer.produce(
+                        topic, value, key, partition, headers=hdrs, on_delivery=callback
+                    )
                 return fut
             except BufferError:
                 await asyncio.sleep(0.005)  # local queue full: wait for deliveries (backpressure)
