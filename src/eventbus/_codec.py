@@ -154,19 +154,49 @@ _FLAT_FIELDS = frozenset(BaseEvent.model_fields)
 
 
 def decode_event(
-    value: bytes | None, registry: EventRegistry, topic: str | None = None
+    value: bytes | None,
+    registry: EventRegistry,
+    topic: str | None = None,
+    headers: Sequence[tuple[str, bytes]] = (),
 ) -> BaseEvent:
     """Decode a record value into the registered typed event.
+
+    Records written by eventbus (their ``event_type`` and ``event_version`` headers say
+    so) at the newest registered version are validated straight from the bytes; anything
+    else is parsed, normalised and upcast first.
 
     Raises:
         DecodeError: not JSON or not an envelope, or the payload does not match the model.
         UnknownEventTypeError: no model is registered for the type.
     """
+    fast = _fast_model(registry, topic, headers)
+    if fast is not None and value:
+        try:
+            return fast.model_validate_json(value)
+        except ValidationError:
+            pass  # fall through: the slow path gives the precise error
     env = normalise(decode_json(value), registry)
     try:
         return registry.parse(env, topic)
     except ValidationError as exc:
         raise DecodeError(f"{env['event_type']} does not match its model: {exc}") from exc
+
+
+def _fast_model(
+    registry: EventRegistry, topic: str | None, headers: Sequence[tuple[str, bytes]]
+) -> type[BaseEvent] | None:
+    etype = version = None
+    for key, val in headers:
+        if key == h.EVENT_TYPE:
+            etype = val
+        elif key == h.EVENT_VERSION:
+            version = val
+    if etype is None or version is None:
+        return None
+    try:
+        return registry.model_at(etype.decode(), int(version), topic)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def decode_as(value: bytes | None, model: type[BaseEvent], registry: EventRegistry) -> BaseEvent:

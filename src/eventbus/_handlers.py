@@ -112,7 +112,7 @@ class HandlerSpec:
                 return normalise(obj, registry)
             except DecodeError:
                 return obj  # any JSON object is fine for a dict handler
-        event = decode_event(record.value, registry, record.topic)
+        event = decode_event(record.value, registry, record.topic, record.headers)
         if self.model is not None and not isinstance(event, self.model):
             raise DecodeError(
                 f"{event.event_type} decodes to {type(event).__name__}, "

@@ -93,6 +93,15 @@ class EventRegistry:
             raise UnknownEventTypeError(f"no model registered for event type {event_type!r}")
         return versions[max(versions)]
 
+    def model_at(
+        self, event_type: str, version: int, topic: str | None = None
+    ) -> type[BaseEvent] | None:
+        """The model for ``event_type`` if ``version`` is its newest version, else None."""
+        versions = self._versions(topic, event_type)
+        if versions is None or version != max(versions):
+            return None
+        return versions[version]
+
     def parse(self, envelope: dict[str, Any], topic: str | None = None) -> BaseEvent:
         """Validate a normalised envelope dict into the newest registered model."""
         event_type = str(envelope.get("event_type", ""))

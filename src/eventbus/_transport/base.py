@@ -30,11 +30,11 @@ class Record:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp_ms: int = 0
+    tp: TopicPartition = field(init=False, repr=False, compare=False)
+    """The record's topic partition (computed once: the consumer asks for it often)."""
 
-    @property
-    def tp(self) -> TopicPartition:
-        """The record's topic partition."""
-        return TopicPartition(self.topic, self.partition)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tp", TopicPartition(self.topic, self.partition))
 
 
 @dataclass(frozen=True, slots=True)

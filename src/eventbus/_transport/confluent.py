@@ -218,9 +218,14 @@ class ConfluentProducer:
 
 
 def _record(m: Message) -> Record:
-    raw = m.headers() or ()
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    headers = tuple((k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in pairs)
+    raw = m.headers()
+    if raw is None:
+        headers: tuple[tuple[str, bytes], ...] = ()
+    elif isinstance(raw, list):  # what librdkafka returns: (str, bytes | None) pairs
+        headers = cast("tuple[tuple[str, bytes], ...]", tuple(raw))
+    else:
+        pairs = raw.items() if isinstance(raw, dict) else raw
+        headers = tuple((k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in pairs)
     ts = m.timestamp()
     return Record(
         str(m.topic()),
