@@ -248,7 +248,12 @@ class KafkaConsumer:
                 ProducerConfig(
                     client_id=f"{s.client_id}-txn", request_timeout_ms=s.producer_request_timeout_ms
                 ),
-                f"{self.group_id}-{s.client_id}-{uuid.uuid4().hex[:12]}",
+                # A stable id per replica (static membership) lets a restarted consumer
+                # fence and abort its predecessor's open transaction; without one, the id
+                # is random and an open transaction waits for the broker's timeout.
+                f"{self.group_id}-{s.consumer_group_instance_id}-txn"
+                if s.consumer_group_instance_id
+                else f"{self.group_id}-{s.client_id}-{uuid.uuid4().hex[:12]}",
             )
             try:
                 await txn.start()

@@ -319,11 +319,9 @@ async def test_graceful_stop_keeps_acknowledged_writes(noida: EmbeddedBroker) ->
     strict=True,
     reason="library bug: after the broker forgot its last dead-letter transactions the "
     "transactional producer fails with OutOfOrderSequenceNumber, and eventbus never "
-    "recovers (it retries on the same producer forever); with aiokafka, "
-    "AiokafkaTransactionalProducer.commit_atomically also commits the offsets before it "
-    "checks the record's send, then calls abort_transaction() after a successful commit "
-    "(AssertionError: READY -> ABORTING_TRANSACTION), so poison offsets are committed "
-    "without their dead letters",
+    "recovers (it retries on the same producer forever: it would have to recreate the "
+    "transactional producer). The ordering half of this bug (offsets committed before the "
+    "record's send was checked) is fixed in AiokafkaTransactionalProducer.",
 )
 @pytest.mark.timeout(120)
 async def test_dead_letters_across_a_broker_crash(

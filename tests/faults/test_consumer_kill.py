@@ -218,15 +218,6 @@ async def test_consumer_killed_mid_batch_and_restarted(
     assert redelivered > 0, [workers.progress(n) for n in range(len(workers.procs))]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: KafkaConsumer gives its transactional producer a random "
-    "transactional.id per start (src/eventbus/_consumer.py, KafkaConsumer.start), so a "
-    "restarted consumer does not fence its predecessor's open dead-letter transaction; "
-    "noida-db never times a transaction out, so the dead-letter topic's last stable offset "
-    "stays behind it forever (on Apache Kafka: for transaction.timeout.ms, 60 s). A stable "
-    "id per replica (e.g. from KAFKA_CONSUMER_GROUP_INSTANCE_ID) would abort it at start.",
-)
 @pytest.mark.timeout(180)
 async def test_kill_inside_a_dead_letter_transaction(
     noida: EmbeddedBroker, tmp_path: Path, tally: Tally
@@ -266,8 +257,7 @@ async def test_kill_inside_a_dead_letter_transaction(
             dead_letters_expected=sum(plan.poison.values()),
             redelivered=workers.redelivered,
             seconds=time.monotonic() - started,
-            note="known bug (xfail): "
-            + ("DLQ unreadable past the open transaction" if stuck else "did not reproduce"),
+            note="" if stuck is None else "DLQ unreadable past the open transaction",
         )
     )
     assert not verdict.lost, verdict.describe()

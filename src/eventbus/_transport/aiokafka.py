@@ -301,21 +301,25 @@ class AiokafkaTransactionalProducer:
         group_id: str,
     ) -> None:
         async with self._lock:
+            await self._producer.begin_transaction()
             try:
-                await self._producer.begin_transaction()
                 futures = [
                     await self._producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
                     for r in records
                 ]
+                await asyncio.gather(*futures)  # every record written before the offsets
                 if offsets:
                     await self._producer.send_offsets_to_transaction(
                         {AioTP(tp.topic, tp.partition): o for tp, o in offsets.items()}, group_id
                     )
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    await self._producer.abort_transaction()
+                raise PublishError(f"transaction aborted: {type(exc).__name__}: {exc}") from exc
+            try:
                 await self._producer.commit_transaction()
-                for fut in futures:
-                    fut.result()
-            except KafkaError as exc:
-                with contextlib.suppress(KafkaError):
+            except Exception as exc:  # commit failed: nothing of it is visible
+                with contextlib.suppress(Exception):
                     await self._producer.abort_transaction()
                 raise PublishError(f"transaction aborted: {type(exc).__name__}: {exc}") from exc
 
