@@ -15,7 +15,9 @@ after half the session timeout (22.5 s with librdkafka's default). Joining is no
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -157,3 +159,11 @@ def faststream_broker(ctx: RunContext, **producer_options: Any) -> Any:
     from faststream.kafka import KafkaBroker
 
     return KafkaBroker(ctx.bootstrap, logger=None, **producer_options)
+
+
+async def stop_faststream(broker: Any, limit_s: float = 30.0) -> None:
+    """Stop a FastStream broker, giving up after ``limit_s`` (a wedged group can hang it)."""
+    try:
+        await asyncio.wait_for(broker.stop(), limit_s)
+    except TimeoutError:
+        logging.getLogger("bench").warning("FastStream broker did not stop in %gs", limit_s)

@@ -1,4 +1,4 @@
-"""The one envelope every contender sends: an HRMS audit event of about 430 bytes.
+"""The one envelope every contender sends: an HRMS audit event of about 460 bytes.
 
 A pool of :data:`POOL_SIZE` events (``resource_id`` 0..999, so keys = aggregate ids
 cycle over 1000 values) is built once, before anything is timed. Contenders that send

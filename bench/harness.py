@@ -234,6 +234,7 @@ class ContenderResult:
     status: Literal["ok", "skipped", "failed"] = "ok"
     reason: str = ""
     resolved: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
 
     def figure(self, name: str) -> list[float]:
         """Per-run values of ``name`` (``msgs_per_s``, ``cpu_us_per_msg`` or an extra)."""
@@ -265,6 +266,8 @@ class ContenderResult:
         }
         if self.reason:
             out["reason"] = self.reason
+        if self.errors:
+            out["failed_runs"] = list(self.errors)
         if self.runs:
             out["n"] = self.runs[0].n
             out["runs"] = [

@@ -82,6 +82,11 @@ def print_result(result: ScenarioResult) -> None:
             f"{comp['denominator']} {comp['denominator_median']:,.{digits}f})"
         )
     for r in result.results:
+        if r.status == "ok" and r.errors:
+            console.print(
+                f"  [yellow]{len(r.errors)} failed run(s)[/yellow] {r.contender.key}: "
+                f"{escape('; '.join(r.errors))}"
+            )
         if r.status != "ok":
             console.print(f"  [yellow]{r.status}[/yellow] {r.contender.key}: {escape(r.reason)}")
 

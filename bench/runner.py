@@ -28,6 +28,9 @@ from bench.harness import (
 )
 from eventbus._embedded import BrokerKind
 
+MAX_FAILED_RUNS = 1
+"""A contender may fail this many runs (recorded in the JSON) before it is given up."""
+
 _PACKAGES = (
     "eventbus-hrms",
     "aiokafka",
@@ -249,9 +252,14 @@ async def _run_once(
         record.status, record.reason = "skipped", str(exc)
         print(f"  [skip] {contender.key}: {exc}")
     except Exception as exc:
-        record.status, record.reason = "failed", f"{type(exc).__name__}: {exc}"
-        print(f"  [FAIL] {contender.key}: {record.reason}")
+        reason = f"rep {rep + 1}: {type(exc).__name__}: {exc}"
+        record.errors.append(reason)
         traceback.print_exc()
+        if len(record.errors) > MAX_FAILED_RUNS or options.repeat == 1:
+            record.status, record.reason = "failed", "; ".join(record.errors)
+            print(f"  [FAIL] {contender.key}: {reason} (no further runs)")
+        else:
+            print(f"  [FAIL] {contender.key}: {reason} (recorded; the next repetition runs)")
     else:
         measurement.extra["loadavg_1m"] = os.getloadavg()[0]
         record.runs.append(measurement)

@@ -30,6 +30,7 @@ from bench.clients import (
     faststream_broker,
     faststream_subscriber_kwargs,
     start_eventbus_consumer,
+    stop_faststream,
 )
 from bench.envelope import EnvelopePool
 from bench.harness import BenchError, Comparison, Contender, Measurement, RunContext, Scenario
@@ -234,7 +235,7 @@ def _faststream(batch: bool, **subscriber: Any) -> Callable[[RunContext], Any]:
         except TimeoutError as exc:
             raise BenchError(f"only {counter.count} of {ctx.n} messages in time") from exc
         finally:
-            await broker.stop()
+            await stop_faststream(broker)
         return counter.measurement()
 
     return run
@@ -283,7 +284,7 @@ SCENARIO = Scenario(
     name="consume",
     title="consume: N envelopes read, validated and committed (msgs/s, higher is better)",
     description=(
-        "A 3-partition topic pre-filled with the ~430-byte AuditEvent envelope (eventbus's "
+        "A 3-partition topic pre-filled with the ~460-byte AuditEvent envelope (eventbus's "
         "wire form); each contender joins its own group, reads from the beginning, decodes "
         "each record into AuditEvent, commits, and stops after N. Timed from the first "
         "message to the N-th; group join is reported separately as join_s."

@@ -28,6 +28,7 @@ from bench.clients import (
     faststream_broker,
     faststream_subscriber_kwargs,
     start_eventbus_consumer,
+    stop_faststream,
 )
 from bench.envelope import fresh_event, hand_headers, hand_key
 from bench.harness import BenchError, Comparison, Contender, Measurement, RunContext, Scenario
@@ -235,7 +236,7 @@ async def faststream_raw(ctx: RunContext) -> Measurement:
 
         return await drive(ctx, send, latencies)
     finally:
-        await broker.stop()
+        await stop_faststream(broker)
 
 
 N_QUICK, N_FULL = RATE_QUICK * SECONDS_QUICK, RATE_FULL * SECONDS_FULL

@@ -20,6 +20,7 @@ from bench.clients import (
     faststream_broker,
     handwritten_aiokafka,
     handwritten_confluent,
+    stop_faststream,
 )
 from bench.envelope import hand_headers, hand_key
 from bench.harness import BenchError, Comparison, Contender, Measurement, RunContext, Scenario
@@ -208,7 +209,7 @@ async def faststream_publish(ctx: RunContext) -> Measurement:
             await broker.publish(event, ctx.topic, key=hand_key(event))
         ctx.timer.stop()
     finally:
-        await broker.stop()
+        await stop_faststream(broker)
     return ctx.timer.measurement(ctx.n)
 
 
@@ -227,7 +228,7 @@ async def faststream_publish_nowait(ctx: RunContext) -> Measurement:
         await asyncio.gather(*futures)
         ctx.timer.stop()
     finally:
-        await broker.stop()
+        await stop_faststream(broker)
     return ctx.timer.measurement(ctx.n)
 
 
@@ -246,7 +247,7 @@ async def faststream_publish_batch(ctx: RunContext) -> Measurement:
             await broker.publish_batch(*chunk, topic=ctx.topic)
         ctx.timer.stop()
     finally:
-        await broker.stop()
+        await stop_faststream(broker)
     return ctx.timer.measurement(ctx.n)
 
 
@@ -299,7 +300,7 @@ SCENARIO = Scenario(
     name="publish",
     title="publish: N envelopes acknowledged (msgs/s, higher is better)",
     description=(
-        "Each contender sends N copies of the same ~430-byte AuditEvent envelope (keys = "
+        "Each contender sends N copies of the same ~460-byte AuditEvent envelope (keys = "
         "resource_id cycling over 1000 values) to a fresh 3-partition topic; timed from the "
         "first send to the last acknowledgement, after a warm-up record."
     ),
