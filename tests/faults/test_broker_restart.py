@@ -10,13 +10,15 @@ noida-db honours it only with care, and the care is explicit here:
 * **noida-db acknowledges writes while it shuts down, then drops them.** Its shutdown hook
   takes the snapshot it saves while the connection threads go on serving requests, so
   whatever it acknowledges between the snapshot and its exit is gone after the restart
-  (``test_graceful_stop_keeps_acknowledged_writes``, xfail: 1,000-2,100 of ~75,000
-  acknowledged records lost under continuous produce). The outbox relay marks a row
+  (``test_graceful_stop_keeps_acknowledged_writes``, xfail: 600-2,100 acknowledged
+  records lost per stop under continuous produce). The outbox relay marks a row
   delivered once the broker acknowledged it, so such a row would be lost for good.
 * Worse for the consumer: a dead-letter transaction the broker forgot leaves the
   transactional producer's sequence numbers ahead of the broker's; the next transaction
-  fails with OutOfOrderSequenceNumber, and eventbus never recovers from that
-  (``test_dead_letters_across_a_broker_crash``, xfail: a library bug).
+  fails with OutOfOrderSequenceNumber, and eventbus retries that on the same producer
+  forever (``test_consumer_survives_a_broker_crash``, xfail: a library bug). And even
+  with that fixed, the consumer would have finished, and would commit past, a poison
+  record whose dead letter the broker dropped.
 
 So for the instant of the stop no producer may have a write in flight: the relay is
 stopped (the cycle in hand finishes) and started again at once, while the broker is down,
@@ -45,7 +47,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
@@ -317,21 +319,24 @@ async def test_graceful_stop_keeps_acknowledged_writes(noida: EmbeddedBroker) ->
 
 @pytest.mark.xfail(
     strict=True,
-    reason="library bug: after the broker forgot its last dead-letter transactions the "
-    "transactional producer fails with OutOfOrderSequenceNumber, and eventbus never "
-    "recovers (it retries on the same producer forever: it would have to recreate the "
-    "transactional producer). The ordering half of this bug (offsets committed before the "
-    "record's send was checked) is fixed in AiokafkaTransactionalProducer.",
+    reason="library bug: a fatal error of the transactional producer (here "
+    "OutOfOrderSequenceNumber, after the broker lost its last transactions) is retried on "
+    "the same producer forever (DeadLetterWriter.write -> commit_atomically); the consumer "
+    "never gets past the poison record in hand. It would have to recreate the "
+    "transactional producer (a fenced one: stop the consumer).",
 )
 @pytest.mark.timeout(120)
-async def test_dead_letters_across_a_broker_crash(
+async def test_consumer_survives_a_broker_crash(
     noida: EmbeddedBroker, tmp_path: Path, tally: Tally
 ) -> None:
-    """Dead-lettering continuously, the broker is SIGKILLed and restarted.
+    """Dead-lettering continuously, the broker is SIGKILLed and restarted at once.
 
-    noida-db then loses its last ~1 s of writes, consistently: the dead-letter records and
-    the offsets committed with them together. A consumer that recovers would dead-letter
-    the redelivered poison again, each exactly once in the end.
+    noida-db is not crash-durable: it loses its last ~1 s of acknowledged writes, the
+    dead-letter transactions of that second included, so dead letters cannot be checked
+    here (the consumer had finished those records and moves on from them). What must
+    hold is liveness and the effects: the source topic was in noida-db's snapshot before
+    the crash and the inbox lives in SQLite, so every good event's effect must still be
+    applied exactly once after the restart.
     """
     started = time.monotonic()
     bootstrap = noida.bootstrap_servers
@@ -366,9 +371,7 @@ async def test_dead_letters_across_a_broker_crash(
         await asyncio.to_thread(noida.kill)
         await asyncio.to_thread(noida.start)
         try:
-            await wait_for(lambda: effect_total(db) >= len(plan.good), 12, "every effect")
-            async with offsets_probe(bootstrap, group) as probe:
-                await wait_for_async(lambda: caught_up(probe, topic, 2), 10, "committed to end")
+            await wait_for(lambda: effect_total(db) >= len(plan.good), 15, "every effect")
             recovered = True
         except AssertionError:
             pass
@@ -378,20 +381,9 @@ async def test_dead_letters_across_a_broker_crash(
         await effects.close()
     dead, _ = await read_to_end(bootstrap, dlq, read_committed=True)
     verdict = judge(plan, effect_counts(db), dead)
-    # A poison message whose offset is committed but whose dead letter is missing is lost.
-    async with offsets_probe(bootstrap, group) as probe:
-        committed = {p: await probe.committed(TopicPartition(topic, p)) or 0 for p in range(2)}
-    source, _ = await read_to_end(bootstrap, topic, read_committed=False)
-    skipped = sorted(
-        (r.partition, r.offset)
-        for r in source
-        if identity(r) in plan.poison
-        and r.offset < committed[r.partition]
-        and identity(r) not in verdict.dead_letters
-    )
     tally.add(
         ScenarioResult(
-            "DLQ across broker crash",
+            "consumer vs broker crash",
             "noida/aiokafka static",
             plan.events,
             sum(plan.poison.values()),
@@ -403,13 +395,11 @@ async def test_dead_letters_across_a_broker_crash(
             redelivered=effects.inbox.duplicates.total(),
             seconds=time.monotonic() - started,
             note="known bug (xfail): "
-            + ("consumer recovered" if recovered else "consumer wedged")
-            + f"; {len(skipped)} poison offsets committed without a dead letter",
+            + ("the consumer recovered" if recovered else "the consumer wedged")
+            + "; dead letters not checked (noida-db is not crash-durable)",
         )
     )
-    assert not skipped, f"poison committed but never dead-lettered (partition, offset): {skipped}"
-    assert recovered, f"the consumer never recovered: {consumer.stats}"
+    assert recovered, f"the consumer never got past the crash: {consumer.stats}"
     assert not verdict.lost, verdict.describe()
     assert not verdict.duplicated, verdict.describe()
-    assert not verdict.dead_letter_surplus, verdict.describe()
-    assert not verdict.dead_letter_missing, verdict.describe()
+    assert not verdict.unexpected, verdict.describe()

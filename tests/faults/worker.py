@@ -10,15 +10,10 @@ processed, dead-lettered, duplicates skipped by the inbox, handler calls) every 
 SIGTERM (or SIGINT) stops it gracefully: the message in hand finishes, offsets are
 committed, the group is left, the progress file is written a last time.
 
-Test instrumentation of the consumer's dead-letter transactions (aiokafka's
-``AIOKafkaProducer`` is patched in this process only):
-
-* ``--hold FILE``: while FILE exists no new transaction begins (the call waits), and the
-  progress file reports ``holding`` and ``in_txn``. The test creates FILE, waits for
-  ``holding and not in_txn`` and then SIGKILLs: the kill lands anywhere in the stream
-  except inside a dead-letter transaction, which has its own test.
-* ``--hang-in-txn FILE``: the first dead-letter transaction writes its record, then
-  writes FILE and never commits, so the test can SIGKILL the process inside it.
+``--hang-in-txn FILE`` (test instrumentation; aiokafka's ``AIOKafkaProducer`` is patched
+in this process only): the first dead-letter transaction writes its record, then writes
+FILE and never commits, so the test can SIGKILL the process inside that transaction. The
+progress file also says whether a dead-letter transaction is open (``in_txn``).
 """
 
 from __future__ import annotations
@@ -44,7 +39,6 @@ def _write_progress(
     s = consumer.stats
     data = {
         "in_txn": gate.in_txn,
-        "holding": gate.hold(),
         "txns": gate.txns,
         "pid": os.getpid(),
         "state": state,
@@ -60,11 +54,7 @@ def _write_progress(
 
 
 async def main(args: argparse.Namespace) -> None:
-    hold = Path(args.hold) if args.hold else None
-    gate = TxnGate(
-        hold=(lambda: hold is not None and hold.exists()),
-        hang=Path(args.hang_in_txn) if args.hang_in_txn else None,
-    )
+    gate = TxnGate(hang=Path(args.hang_in_txn) if args.hang_in_txn else None)
     gate.install()
     effects = Effects(Path(args.db), worker=args.name)
     await effects.create()
@@ -115,7 +105,6 @@ def cli() -> None:
     parser.add_argument("--profile", default="noida")
     parser.add_argument("--transport", default="aiokafka")
     parser.add_argument("--commit-interval-ms", type=int, default=1000)
-    parser.add_argument("--hold", default="")
     parser.add_argument("--hang-in-txn", default="")
     args = parser.parse_args()
     logging.basicConfig(
