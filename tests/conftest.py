@@ -80,7 +80,11 @@ class Harness:
         ckw = {
             k: kw.pop(k)
             for k in (
-                "retry", "registry", "drain_timeout_s", "concurrency", "transactional",
+                "retry",
+                "registry",
+                "drain_timeout_s",
+                "concurrency",
+                "transactional",
                 "retry_topics",
             )
             if k in kw

@@ -19,7 +19,12 @@ from types import TracebackType
 from typing import Any, Self
 
 from eventbus._clients import make_transport
-from eventbus._deadletter import DeadLetterWriter, Failure, dead_letter_topic
+from eventbus._deadletter import (
+    DeadLetterWriter,
+    Failure,
+    dead_letter_topic,
+    deliver_until_acked,
+)
 from eventbus._dispatch import Dispatcher, DlqHandler, Middleware
 from eventbus._handlers import Handler, HandlerSpec, inspect_handler
 from eventbus._lanes import Lanes
@@ -432,16 +437,15 @@ class KafkaConsumer:
         hop = router.next_hop(record, failure)
         if hop is None:
             return False
-        while True:
-            try:
-                fut = await self._dlq_producer.send(hop.topic, hop.value, hop.key, hop.headers)
-                await fut
-                break
-            except Exception as exc:  # noqa: BLE001 - keep trying: losing it is not an option
-                if self._stopping:
-                    return False
-                logger.warning("retry-tier write to %s failed, retrying: %s", hop.topic, exc)
-                await asyncio.sleep(0.5)
+        producer = self._dlq_producer
+
+        async def attempt() -> None:
+            await (await producer.send(hop.topic, hop.value, hop.key, hop.headers))
+
+        if not await deliver_until_acked(
+            attempt, f"retry-tier write to {hop.topic}", lambda: self._stopping
+        ):
+            return False
         self._forwarded = True
         if record.key is not None and not router.is_retry(record):
             router.parked.setdefault(record.key, deque())

@@ -90,6 +90,32 @@ def dead_letter_headers(record: Record, failure: Failure) -> list[tuple[str, byt
     return kept + [(k, v.encode()) for k, v in extra.items()]
 
 
+async def deliver_until_acked(
+    attempt: Callable[[], Awaitable[None]],
+    what: str,
+    stopping: Callable[[], bool],
+    max_backoff_s: float = 5.0,
+) -> bool:
+    """Run ``attempt`` until it succeeds, backing off exponentially between failures.
+
+    Losing the record is not an option, so only ``stopping()`` ends the loop early: then
+    it returns False and the caller must not commit the original offset.
+    """
+    backoff = 0.1
+    while True:
+        try:
+            await attempt()
+        except Exception as exc:  # noqa: BLE001 - keep trying: losing it is not an option
+            if stopping():
+                logger.error("%s abandoned at stop: %s", what, exc)
+                return False
+            logger.warning("%s failed, retrying in %.1fs: %s", what, backoff, exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff_s)
+            continue
+        return True
+
+
 AtomicWrite = Callable[[Record, OutgoingRecord], Awaitable[None]]
 """Writes a dead-letter record and commits the original offset in one transaction."""
 
@@ -126,31 +152,27 @@ class DeadLetterWriter:
             header_value(record.headers, h.RETRY_ORIGINAL_TOPIC) or record.topic
         )
         headers = dead_letter_headers(record, failure)
-        backoff = 0.1
-        while True:
-            try:
-                if self._atomic is not None:
-                    out = OutgoingRecord(topic, record.value, record.key, tuple(headers))
-                    await self._atomic(record, out)
-                else:
-                    fut = await self._producer.send(topic, record.value, record.key, headers)
-                    await fut
-            except Exception as exc:  # noqa: BLE001 - keep trying: losing it is not an option
-                if stopping():
-                    logger.error("dead-letter write to %s abandoned at stop: %s", topic, exc)
-                    return False
-                logger.warning("dead-letter write to %s failed, retrying: %s", topic, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff_s)
-                continue
-            logger.warning(
-                "dead-lettered %s[%d]@%d to %s after %d attempt(s): %s: %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                topic,
-                failure.attempts,
-                type(failure.error).__name__,
-                failure.error,
-            )
-            return True
+
+        async def attempt() -> None:
+            if self._atomic is not None:
+                out = OutgoingRecord(topic, record.value, record.key, tuple(headers))
+                await self._atomic(record, out)
+            else:
+                fut = await self._producer.send(topic, record.value, record.key, headers)
+                await fut
+
+        if not await deliver_until_acked(
+            attempt, f"dead-letter write to {topic}", stopping, self._max_backoff_s
+        ):
+            return False
+        logger.warning(
+            "dead-lettered %s[%d]@%d to %s after %d attempt(s): %s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            topic,
+            failure.attempts,
+            type(failure.error).__name__,
+            failure.error,
+        )
+        return True

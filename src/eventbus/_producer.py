@@ -137,9 +137,15 @@ class KafkaProducer:
             LifecycleError: the producer is not started.
         """
         client = self._require()
-        value, headers = encode_event(event, self._max_bytes)
-        k = encode_key(key if key is not None else event.default_key())
+        value, k, headers = self._encode(event, key)
         return await client.send(topic, value, k, headers, partition)
+
+    def _encode(
+        self, event: BaseEvent, key: Key
+    ) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
+        """The record of ``event``: its JSON value, its key (default: the event's) and headers."""
+        value, headers = encode_event(event, self._max_bytes)
+        return value, encode_key(key if key is not None else event.default_key()), headers
 
     async def enqueue_raw(
         self,
@@ -169,8 +175,7 @@ class KafkaProducer:
             LifecycleError: the producer is not started.
         """
         client = self._require()
-        value, headers = encode_event(event, self._max_bytes)
-        k = encode_key(key if key is not None else event.default_key())
+        value, k, headers = self._encode(event, key)
         what = f"{event.event_type} {event.event_id} to {topic}"
         retries = self.settings.producer_retries
         while True:

@@ -50,7 +50,7 @@ class ScenarioResult:
     redelivered: int = 0
     seconds: float = 0.0
     note: str = ""
-    """Set on a scenario that demonstrates a known bug (xfail); kept out of the totals."""
+    """Set on a scenario whose figures cannot all be checked (say why); kept out of the totals."""
 
 
 @dataclass
@@ -97,7 +97,7 @@ class Tally:
             f"{total.redelivered:>7} {total.seconds:>6.1f}"
         )
         out.append(
-            "TOTAL leaves out the [known bug] rows. lost = good events without an effect; "
+            "TOTAL leaves out the rows with a [note]. lost = good events without an effect; "
             "dup.eff = effects applied more than once; DLQ = dead-letter records found/"
             "expected (each poison exactly once); redeliv = deliveries the inbox skipped as "
             "already applied"

@@ -15,10 +15,11 @@ noida-db honours it only with care, and the care is explicit here:
   delivered once the broker acknowledged it, so such a row would be lost for good.
 * Worse for the consumer: a dead-letter transaction the broker forgot leaves the
   transactional producer's sequence numbers ahead of the broker's; the next transaction
-  fails with OutOfOrderSequenceNumber, and eventbus retries that on the same producer
-  forever (``test_consumer_survives_a_broker_crash``, xfail: a library bug). And even
-  with that fixed, the consumer would have finished, and would commit past, a poison
-  record whose dead letter the broker dropped.
+  fails with OutOfOrderSequenceNumber. eventbus replaces such a producer (same
+  transactional.id, so the new one fences the old) and goes on
+  (``test_consumer_survives_a_broker_crash``). But the consumer has finished, and
+  commits past, a poison record whose dead letter the broker dropped: that dead letter
+  is lost with the broker's last second, which no client can prevent.
 
 So for the instant of the stop no producer may have a write in flight: the relay is
 stopped (the cycle in hand finishes) and started again at once, while the broker is down,
@@ -317,14 +318,6 @@ async def test_graceful_stop_keeps_acknowledged_writes(noida: EmbeddedBroker) ->
     assert not lost, f"{len(lost)} of {len(acked)} acknowledged records lost: {lost[:5]}..."
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: a fatal error of the transactional producer (here "
-    "OutOfOrderSequenceNumber, after the broker lost its last transactions) is retried on "
-    "the same producer forever (DeadLetterWriter.write -> commit_atomically); the consumer "
-    "never gets past the poison record in hand. It would have to recreate the "
-    "transactional producer (a fenced one: stop the consumer).",
-)
 @pytest.mark.timeout(120)
 async def test_consumer_survives_a_broker_crash(
     noida: EmbeddedBroker, tmp_path: Path, tally: Tally
@@ -394,8 +387,7 @@ async def test_consumer_survives_a_broker_crash(
             dead_letters_expected=sum(plan.poison.values()),
             redelivered=effects.inbox.duplicates.total(),
             seconds=time.monotonic() - started,
-            note="known bug (xfail): "
-            + ("the consumer recovered" if recovered else "the consumer wedged")
+            note=("the consumer recovered" if recovered else "the consumer wedged")
             + "; dead letters not checked (noida-db is not crash-durable)",
         )
     )

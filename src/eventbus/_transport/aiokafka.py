@@ -27,7 +27,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka import TopicPartition as AioTP
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import IllegalStateError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    IllegalStateError,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    InvalidTxnState,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+    UnknownProducerId,
+)
 from aiokafka.helpers import create_ssl_context
 
 from eventbus._transport.base import (
@@ -271,27 +281,72 @@ class AiokafkaConsumer:
             return None
 
 
+_PRODUCER_STATE_ERRORS = (
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    InvalidTxnState,
+    UnknownProducerId,
+)
+
+
 class AiokafkaTransactionalProducer:
-    """:class:`TransactionalProducer` over aiokafka's transactional producer."""
+    """:class:`TransactionalProducer` over aiokafka's transactional producer.
+
+    A transaction that fails is aborted. If the producer cannot abort, or aiokafka put it
+    in its fatal state (e.g. ``OutOfOrderSequenceNumber`` after a broker lost its last
+    transactions, or ``ProducerFenced``), it is replaced by a new producer with the same
+    ``transactional.id``: starting it fences the old one and aborts its open transaction,
+    so the caller's next attempt runs on a sound producer.
+    """
 
     def __init__(self, settings: KafkaSettings, config: ProducerConfig, txn_id: str) -> None:
         self._settings = settings
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.servers,
-            client_id=config.client_id,
-            transactional_id=txn_id,
+        self._config = config
+        self._txn_id = txn_id
+        self._producer = self._make()
+        self._lock = asyncio.Lock()
+
+    def _make(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._settings.servers,
+            client_id=self._config.client_id,
+            transactional_id=self._txn_id,
             enable_idempotence=True,
             acks=-1,
-            request_timeout_ms=config.request_timeout_ms,
-            **_security(settings),
+            request_timeout_ms=self._config.request_timeout_ms,
+            **_security(self._settings),
         )
-        self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         await _start(self._producer, self._settings, "transactional producer")
 
     async def stop(self) -> None:
         await self._producer.stop()
+
+    def _is_fatal(self) -> bool:
+        manager = getattr(self._producer, "_txn_manager", None)
+        return bool(manager is not None and manager.is_fatal_error())
+
+    async def _abort_or_replace(self, exc: Exception) -> None:
+        """Abort the open transaction; replace the producer if that is not enough.
+
+        After a sequence or epoch error the producer's state no longer matches the
+        broker's: aborting leaves it failing every later transaction, so it is replaced.
+        """
+        if not self._is_fatal() and not isinstance(exc, _PRODUCER_STATE_ERRORS):
+            try:
+                await self._producer.abort_transaction()
+            except Exception as failed:  # noqa: BLE001 - a producer that cannot abort is replaced
+                logger.warning("transaction abort failed (%s); replacing the producer", failed)
+            else:
+                return
+        logger.warning("transactional producer %s is in a fatal state; replacing it", self._txn_id)
+        with contextlib.suppress(Exception):
+            await self._producer.stop()
+        self._producer = self._make()
+        await _start(self._producer, self._settings, "transactional producer")
 
     async def commit_atomically(
         self,
@@ -301,8 +356,8 @@ class AiokafkaTransactionalProducer:
         group_id: str,
     ) -> None:
         async with self._lock:
-            await self._producer.begin_transaction()
             try:
+                await self._producer.begin_transaction()
                 futures = [
                     await self._producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
                     for r in records
@@ -312,16 +367,14 @@ class AiokafkaTransactionalProducer:
                     await self._producer.send_offsets_to_transaction(
                         {AioTP(tp.topic, tp.partition): o for tp, o in offsets.items()}, group_id
                     )
-            except Exception as exc:
-                with contextlib.suppress(Exception):
-                    await self._producer.abort_transaction()
-                raise PublishError(f"transaction aborted: {type(exc).__name__}: {exc}") from exc
-            try:
                 await self._producer.commit_transaction()
-            except Exception as exc:  # commit failed: nothing of it is visible
-                with contextlib.suppress(Exception):
-                    await self._producer.abort_transaction()
-                raise PublishError(f"transaction aborted: {type(exc).__name__}: {exc}") from exc
+            except Exception as exc:  # nothing of it is visible: abort (or replace) and report
+                cause = f"transaction aborted: {type(exc).__name__}: {exc}"
+                try:
+                    await self._abort_or_replace(exc)
+                except Exception as again:  # noqa: BLE001 - the next attempt tries again
+                    logger.warning("replacing the transactional producer failed: %s", again)
+                raise PublishError(cause) from exc
 
 
 class AiokafkaAdmin:

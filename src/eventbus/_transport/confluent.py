@@ -60,6 +60,9 @@ def _common(settings: KafkaSettings, client_id: str) -> dict[str, Any]:
         "security.protocol": settings.security_protocol,
         "logger": _rdkafka_log,
         "socket.connection.setup.timeout.ms": int(settings.connect_timeout_s * 1000),
+        # librdkafka backs off up to 10 s between reconnects by default; after a broker
+        # restart that leaves clients idle long after it is back (aiokafka retries faster)
+        "reconnect.backoff.max.ms": 1000,
     }
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         for key, value in (
@@ -406,12 +409,18 @@ class ConfluentConsumer:
 
 
 class ConfluentTransactionalProducer:
-    """:class:`TransactionalProducer` over confluent-kafka's transactional ``Producer``."""
+    """:class:`TransactionalProducer` over confluent-kafka's transactional ``Producer``.
+
+    A failed transaction is aborted; after a fatal error (librdkafka's ``fatal()``, e.g. a
+    fenced producer or a sequence gap after a broker lost its last transactions) the
+    producer is replaced by a new one with the same ``transactional.id``, whose
+    ``init_transactions`` fences the old one, so the caller's next attempt can succeed.
+    """
 
     def __init__(self, settings: KafkaSettings, config: ProducerConfig, txn_id: str) -> None:
         self._settings = settings
-        conf = _common(settings, config.client_id)
-        conf.update(
+        self._conf = _common(settings, config.client_id)
+        self._conf.update(
             {
                 "transactional.id": txn_id,
                 "enable.idempotence": True,
@@ -420,7 +429,7 @@ class ConfluentTransactionalProducer:
                 "request.timeout.ms": config.request_timeout_ms,
             }
         )
-        self._producer = Producer(conf)
+        self._producer = Producer(self._conf)
         self._timeout = config.request_timeout_ms / 1000
         self._thread = concurrent.futures.ThreadPoolExecutor(1, "eventbus-txn")
 
@@ -443,17 +452,38 @@ class ConfluentTransactionalProducer:
         self, records: Sequence[OutgoingRecord], offsets: list[KafkaTopicPartition], metadata: Any
     ) -> None:
         p = self._producer
-        p.begin_transaction()
         try:
+            p.begin_transaction()
             for r in records:
                 p.produce(r.topic, r.value, key=r.key, headers=list(r.headers))
             if offsets:
                 p.send_offsets_to_transaction(offsets, metadata, self._timeout)
             p.commit_transaction(self._timeout)
-        except KafkaException:
-            with contextlib.suppress(KafkaException):
-                p.abort_transaction(self._timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            fatal = bool(error is not None and hasattr(error, "fatal") and error.fatal())
+            if not fatal:
+                try:
+                    p.abort_transaction(self._timeout)
+                except KafkaException:
+                    fatal = True
+            if fatal:
+                self._replace()
             raise
+
+    def _replace(self) -> None:
+        """Swap in a new producer with the same transactional.id (runs on the txn thread)."""
+        logger.warning(
+            "transactional producer %s failed fatally; replacing it",
+            self._conf.get("transactional.id"),
+        )
+        with contextlib.suppress(Exception):
+            self._producer.flush(0)
+        self._producer = Producer(self._conf)
+        try:
+            self._producer.init_transactions(self._timeout)
+        except KafkaException as exc:  # the next attempt's begin_transaction reports it
+            logger.warning("new transactional producer not initialised yet: %s", exc)
 
     async def commit_atomically(
         self,
