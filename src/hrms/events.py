@@ -233,6 +233,9 @@ class EmployeeData(EventPayload):
         position: the employee's job title.
         status: the employment status after the change.
         previous_status: the status before the change (``employee.status_changed``).
+        user_id: the employee's user account, if any.
+        manager_id: the employee's manager (an employee id).
+        manager_email: where the manager's notifications go.
     """
 
     aggregate_key: ClassVar[str | None] = "employee_id"
@@ -250,6 +253,9 @@ class EmployeeData(EventPayload):
     position: str | None = None
     status: str | None = None
     previous_status: str | None = None
+    user_id: EntityId | None = None
+    manager_id: EntityId | None = None
+    manager_email: Annotated[str | None, _EMPLOYEE_PII] = None
 
 
 class LeaveData(EventPayload):

@@ -1,0 +1,356 @@
+"""One HRMS service: its database, outbox, inbox, producer, consumers and FastAPI app.
+
+Every service is shaped alike::
+
+    svc = Service("leaves", metadata)
+    svc.include(router)
+
+    @svc.consumer(svc.settings.employee_topic)
+    async def on_employee(event: EmployeeEvent, session: AsyncSession) -> None: ...
+
+    app = svc.app()
+
+Writes go through :meth:`Service.transaction`; events emitted there with :meth:`Service.emit`
+land in the outbox in the same database transaction, and the relay publishes them when
+Kafka is reachable. Consumed events run in a transaction that also records their id in
+the inbox, so a redelivered event has no second effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from eventbus import BaseEvent, KafkaConsumer, KafkaProducer, KafkaSettings, MessageContext
+from eventbus._transport.base import Transport
+from eventbus.fastapi import EventBus
+from eventbus.inbox import Inbox
+from eventbus.outbox import Outbox, OutboxRelay
+from eventbus.settings import load_settings
+from hrms.events import register_catalog
+from hrms.service import context
+from hrms.service.auth import TokenIssuer
+from hrms.service.errors import install_error_handlers
+from hrms.service.settings import HrmsSettings
+
+logger = logging.getLogger("hrms.service")
+
+EventHandler = Callable[..., Awaitable[None]]
+"""``async (event, session) -> None`` or ``async (events, session) -> None`` for batches."""
+
+
+@dataclass
+class ServiceContext:
+    """The ids an event emitted now should carry (from the request or the event handled)."""
+
+    tenant_id: str | None
+    correlation_id: str | None = field(default_factory=context.correlation_id.get)
+    causation_id: str | None = field(default_factory=context.causation_id.get)
+
+    def ids(self) -> dict[str, str | None]:
+        """Keyword arguments for the ``create_*_event`` factories."""
+        return {
+            "tenant_id": self.tenant_id,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+        }
+
+
+@dataclass
+class _ConsumerSpec:
+    topics: tuple[str, ...]
+    handler: EventHandler
+    group: str
+    batch_size: int | None
+    concurrency: int
+
+
+class Service:
+    """An HRMS service: give it tables and routes; it runs them on eventbus.
+
+    Args:
+        name: the service name (database file, consumer groups, client id).
+        metadata: the service's tables; the outbox and inbox tables are added to it.
+        settings: HRMS settings (the environment when omitted).
+        kafka: Kafka settings (the environment when omitted).
+        transport: a broker transport (e.g. :class:`eventbus.testing.MemoryBroker`).
+        title: the OpenAPI title.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        metadata: MetaData,
+        *,
+        settings: HrmsSettings | None = None,
+        kafka: KafkaSettings | None = None,
+        transport: Transport | None = None,
+        title: str | None = None,
+    ) -> None:
+        register_catalog()
+        self.name = name
+        self.title = title or f"HRMS {name} service"
+        self.settings = settings or HrmsSettings()
+        self.kafka = load_settings(kafka, client_id=f"{self.settings.client_id}-{name}")
+        self.transport = transport
+        self.metadata = metadata
+        self.outbox = Outbox("outbox", metadata)
+        self.inbox = Inbox("inbox", metadata)
+        self.tokens = TokenIssuer(self.settings.signing_key(), self.settings.jwt_ttl_s)
+        self.routers: list[APIRouter] = []
+        self.on_start: list[Callable[[], Awaitable[None]]] = []
+        self.on_stop: list[Callable[[], Awaitable[None]]] = []
+        self.readiness: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {}
+        self._consumers: list[_ConsumerSpec] = []
+        self.engine: AsyncEngine = create_async_engine(self.settings.url_for(name))
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.producer: KafkaProducer | None = None
+        if self.settings.enable_producer:
+            self.producer = KafkaProducer(settings=self.kafka, transport=transport)
+        self.relay: OutboxRelay | None = None
+        self.bus: EventBus | None = None
+        self.kafka_consumers: list[KafkaConsumer] = []
+
+    # -- building ---------------------------------------------------------------------------
+    def include(self, router: APIRouter) -> None:
+        """Serve ``router``'s routes."""
+        self.routers.append(router)
+
+    def consumer(
+        self,
+        *topics: str,
+        group: str | None = None,
+        batch_size: int | None = None,
+        concurrency: int = 1,
+    ) -> Callable[[EventHandler], EventHandler]:
+        """Register a handler of ``topics``' events.
+
+        A single-event handler ``async (event, session)`` runs in a database transaction
+        that also records the event id in the inbox: its writes and emitted events commit
+        once per event id. A batch handler (``batch_size`` set) ``async (events, session)``
+        gets up to that many events at a time and must be idempotent itself.
+        """
+
+        def register(handler: EventHandler) -> EventHandler:
+            self._consumers.append(
+                _ConsumerSpec(
+                    tuple(topics),
+                    handler,
+                    group or f"hrms-{self.name}",
+                    batch_size,
+                    concurrency,
+                )
+            )
+            return handler
+
+        return register
+
+    # -- writing ----------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, committed at the end of the block (rolled back on error)."""
+        async with self.sessions() as session, session.begin():
+            yield session
+        if self.relay is not None:
+            self.relay.notify()
+
+    async def emit(
+        self, session: AsyncSession, topic: str, event: BaseEvent, key: str | None = None
+    ) -> None:
+        """Add ``event`` to the outbox in ``session``'s transaction.
+
+        With ``KAFKA_ENABLE_PRODUCER=false`` nothing is published (seed 001's switch): the
+        event is logged and dropped, as the seed's services did.
+        """
+        context.event_id.set(str(event.event_id))
+        if self.producer is None:
+            logger.info("producer disabled: %s %s not published", event.event_type, event.event_id)
+            return
+        await self.outbox.add(session, topic, event, key)
+        logger.info("%s %s -> outbox (%s)", event.event_type, event.event_id, topic)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def migrate(self) -> None:
+        """Create or upgrade the service's tables (Alembic migrations, see hrms.migrations)."""
+        from hrms.migrations import upgrade
+
+        await upgrade(self.name, self.engine, self.metadata)
+
+    async def start(self) -> None:
+        """Migrate the database, start the relay and the consumers (Kafka may be down)."""
+        await self.migrate()
+        self.bus = EventBus(self.kafka, enable_producer=False, retry_interval_s=2.0)
+        for spec in self._consumers:
+            consumer = KafkaConsumer(
+                group_id=spec.group,
+                topics=list(spec.topics),
+                settings=self.kafka,
+                transport=self.transport,
+                concurrency=spec.concurrency,
+            )
+            self.kafka_consumers.append(consumer)
+            if spec.batch_size is None:
+                consumer.use(self.inbox.middleware(self.sessions))
+                self.bus.add_consumer(consumer, self._single(spec.handler))
+            else:
+                self.bus.add_consumer(
+                    consumer, self._batch(spec.handler), batch_size=spec.batch_size
+                )
+        if self.producer is not None:
+            self.relay = OutboxRelay(self.outbox, self.engine, self.producer, poll_interval_s=0.5)
+            await self.relay.start()
+        await self.bus.start()
+        for hook in self.on_start:
+            await hook()
+        logger.info("%s service started", self.name)
+
+    async def stop(self) -> None:
+        """Stop consumers, the relay and the producer; close the database."""
+        for hook in self.on_stop:
+            await hook()
+        if self.bus is not None:
+            await self.bus.stop()
+        if self.relay is not None:
+            await self.relay.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+        await self.engine.dispose()
+        self.kafka_consumers.clear()
+
+    def _single(
+        self, handler: EventHandler
+    ) -> Callable[[BaseEvent, MessageContext], Awaitable[None]]:
+        async def handle(event: BaseEvent, ctx: MessageContext) -> None:
+            session: AsyncSession = ctx.state["session"]
+            tokens = (
+                context.correlation_id.set(event.correlation_id),
+                context.causation_id.set(str(event.event_id)),
+                context.event_id.set(str(event.event_id)),
+            )
+            try:
+                await handler(event, session)
+            finally:
+                context.event_id.reset(tokens[2])
+                context.causation_id.reset(tokens[1])
+                context.correlation_id.reset(tokens[0])
+
+        _copy_annotation(handler, handle)
+        return handle
+
+    def _batch(self, handler: EventHandler) -> Callable[[list[BaseEvent]], Awaitable[None]]:
+        async def handle(events: list[BaseEvent]) -> None:
+            async with self.transaction() as session:
+                await handler(events, session)
+
+        _copy_annotation(handler, handle)
+        return handle
+
+    # -- health -----------------------------------------------------------------------------
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Readiness: database, broker, consumers and outbox backlog."""
+        checks: dict[str, Any] = {}
+        ok = True
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            checks["database"] = f"error: {exc}"
+            ok = False
+        bus = self.bus
+        checks["broker"] = {
+            "connected": bool(bus and bus.connected),
+            "error": bus.last_error if bus else "not started",
+            "producer": self.producer is not None and self.producer.is_started,
+        }
+        checks["consumers"] = [
+            {"group": c.group_id, "topics": list(c.topics), "running": c.is_started}
+            for c in self.kafka_consumers
+        ]
+        if not (bus and bus.connected):
+            ok = False
+        if self.producer is not None:
+            try:
+                count, age = await self.outbox.backlog(self.engine)
+                checks["outbox"] = {"backlog": count, "oldest_age_s": round(age, 3)}
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                checks["outbox"] = f"error: {exc}"
+                ok = False
+        for name, probe in self.readiness.items():
+            checks[name] = await probe()
+        return ok, checks
+
+    # -- the app ----------------------------------------------------------------------------
+    def app(self) -> FastAPI:
+        """The service's FastAPI app (its lifespan starts and stops the service)."""
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = FastAPI(title=self.title, lifespan=lifespan)
+        app.state.service = self
+        app.state.tokens = self.tokens
+        app.add_middleware(context.CorrelationMiddleware)
+        install_error_handlers(app)
+
+        @app.get("/health", tags=["health"])
+        async def health() -> dict[str, str]:
+            """Liveness: the process answers."""
+            return {"status": "alive", "service": self.name}
+
+        @app.get("/ready", tags=["health"])
+        async def ready() -> JSONResponse:
+            """Readiness: database, broker, consumers, outbox backlog (503 when not ready)."""
+            ok, checks = await self.ready()
+            body = {"status": "ready" if ok else "not ready", "service": self.name, **checks}
+            return JSONResponse(body, status_code=200 if ok else 503)
+
+        for router in self.routers:
+            app.include_router(router)
+        return app
+
+
+def _copy_annotation(source: EventHandler, target: Callable[..., Any]) -> None:
+    """Give ``target`` the event annotation of ``source``'s first parameter.
+
+    The consumer decodes each record into that type (an event class, or ``list[...]``).
+    """
+    params: Sequence[inspect.Parameter] = list(inspect.signature(source).parameters.values())
+    if not params:
+        return
+    hints = dict(getattr(target, "__annotations__", {}))
+    first = next(iter(inspect.signature(target).parameters))
+    annotation = params[0].annotation
+    if isinstance(annotation, str):
+        annotation = inspect.get_annotations(source, eval_str=True).get(params[0].name, Any)
+    hints[first] = annotation
+    target.__annotations__ = hints
+
+
+async def wait_stopped(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel and await ``tasks``."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
