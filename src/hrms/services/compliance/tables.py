@@ -1,0 +1,133 @@
+"""The compliance service's tables: its projections of other services' data and its findings.
+
+The projections hold only what the rules need: employees (status, manager), approved
+leaves and attendance records, per tenant. Findings are unique per
+``(tenant, rule, subject)``, so a redelivered event or a repeated check adds nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+"""The compliance service's tables (the framework adds the outbox and inbox)."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC and read back as aware UTC (same on SQLite and PG)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store ``value`` as naive UTC (naive values are taken to be UTC)."""
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Read back as an aware UTC datetime."""
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+employees = Table(
+    "compliance_employees",
+    metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("employee_id", String(128), primary_key=True),
+    Column("status", String(64)),
+    Column("email", String(320)),
+    Column("name", String(256)),
+    Column("manager_id", String(128)),
+    Column("manager_email", String(320)),
+    Column("terminated_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+leaves = Table(
+    "compliance_leaves",
+    metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("leave_id", String(128), primary_key=True),
+    Column("employee_id", String(128), nullable=False),
+    Column("start_date", Date),
+    Column("end_date", Date),
+    Column("status", String(64)),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_compliance_leaves_employee", "tenant_id", "employee_id"),
+)
+
+attendance = Table(
+    "compliance_attendance",
+    metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("record_key", String(256), primary_key=True),
+    Column("attendance_id", String(128)),
+    Column("employee_id", String(128), nullable=False),
+    Column("work_date", Date),
+    Column("check_in", UTCDateTime()),
+    Column("check_out", UTCDateTime()),
+    Column("hours", Float),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_compliance_attendance_employee_date", "tenant_id", "employee_id", "work_date"),
+    Index("ix_compliance_attendance_open", "check_out", "check_in"),
+)
+
+findings = Table(
+    "compliance_findings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(128), nullable=False),
+    Column("employee_id", String(128)),
+    Column("rule", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("source_event_id", String(128)),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("resolved_at", UTCDateTime()),
+    Column("resolved_by", Integer),
+    Column("resolution_note", Text),
+    UniqueConstraint("tenant_id", "rule", "subject", name="uq_compliance_findings_subject"),
+    Index("ix_compliance_findings_tenant_status", "tenant_id", "status", "id"),
+    Index("ix_compliance_findings_tenant_employee", "tenant_id", "employee_id"),
+)
+
+
+def service_metadata() -> MetaData:
+    """A fresh copy of :data:`metadata` for one service instance.
+
+    The framework adds its outbox and inbox tables to the metadata it is given, so each
+    built service needs its own (building twice in one process would redefine them).
+    The module-level tables are what queries use; the copies have the same definitions.
+    """
+    copy = MetaData()
+    for table in metadata.tables.values():
+        table.to_metadata(copy)
+    return copy
