@@ -626,3 +626,15 @@ async def test_auth_roles_and_tenants(world: World, harness: Harness) -> None:
     assert r.status_code == 404
     still = await http.get(f"/compliance/findings/{fid}", headers=world.admin)
     assert still.json()["status"] == "open"
+
+
+async def test_the_registry_builds_it_with_default_rules(harness: Harness) -> None:
+    svc = await harness.start("compliance")
+    assert (await svc.http.get("/health")).json() == {"status": "alive", "service": "compliance"}
+    ready = await svc.http.get("/ready")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["consumers"][0]["topics"] == [
+        svc.service.settings.employee_topic,
+        svc.service.settings.leave_topic,
+        svc.service.settings.attendance_topic,
+    ]

@@ -29,14 +29,16 @@ from eventbus import BaseEvent, KafkaSettings
 from eventbus._transport.base import Transport
 from hrms.service import HrmsSettings, Service
 from hrms.services.compliance.api import router
-from hrms.services.compliance.engine import CheckResult, ComplianceEngine
+from hrms.services.compliance.checks import CheckResult, Checks
+from hrms.services.compliance.engine import EventRules
 from hrms.services.compliance.rules import ComplianceRules, Kind, Rule
 from hrms.services.compliance.tables import metadata, service_metadata
 
 __all__ = [
     "CheckResult",
-    "ComplianceEngine",
+    "Checks",
     "ComplianceRules",
+    "EventRules",
     "Kind",
     "Rule",
     "build",
@@ -76,15 +78,18 @@ def build(
         transport=transport,
         title="HRMS compliance service",
     )
-    engine = ComplianceEngine(service, rules or ComplianceRules(), clock or _utcnow)
+    rules = rules or ComplianceRules()
+    clock = clock or _utcnow
+    events = EventRules(service, rules, clock)
+    checks = Checks(service, rules, clock)
     settings = service.settings
 
     @service.consumer(settings.employee_topic, settings.leave_topic, settings.attendance_topic)
     async def on_event(event: BaseEvent, session: AsyncSession) -> None:
         """Apply an employee, leave or attendance event (once, in the inbox transaction)."""
-        await engine.handle(event, session)
+        await events.handle(event, session)
 
-    service.include(router(engine))
-    service.on_start.append(engine.start_schedule)
-    service.on_stop.append(engine.stop_schedule)
+    service.include(router(checks))
+    service.on_start.append(checks.start_schedule)
+    service.on_stop.append(checks.stop_schedule)
     return service

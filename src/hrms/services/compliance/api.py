@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from hrms.events import EntityId, EventType, create_audit_event
 from hrms.service import Conflict, Forbidden, NotFound, ServiceContext
 from hrms.service.auth import CurrentUser, Manager, Principal, Role
-from hrms.services.compliance.engine import ComplianceEngine
+from hrms.services.compliance.checks import Checks
 from hrms.services.compliance.findings import OPEN, RESOLVED, SOURCE, as_finding_row
 from hrms.services.compliance.rules import Kind, Rule
 from hrms.services.compliance.tables import findings
@@ -78,9 +78,9 @@ def _may_see(principal: Principal, employee_id: EntityId | None) -> bool:
 FindingId = Annotated[int, Path(ge=1, description="The finding's id.")]
 
 
-def router(engine: ComplianceEngine) -> APIRouter:
-    """The ``/compliance`` routes of ``engine``'s service."""
-    service = engine.service
+def router(checks: Checks) -> APIRouter:
+    """The ``/compliance`` routes of ``checks``' service."""
+    service = checks.service
     api = APIRouter(prefix="/compliance", tags=["compliance"])
 
     async def load(principal: Principal, finding_id: int) -> dict[str, Any]:
@@ -159,7 +159,7 @@ def router(engine: ComplianceEngine) -> APIRouter:
                 )
                 .values(
                     status=RESOLVED,
-                    resolved_at=engine.clock(),
+                    resolved_at=checks.clock(),
                     resolved_by=principal.user_id,
                     resolution_note=note,
                 )
@@ -187,7 +187,7 @@ def router(engine: ComplianceEngine) -> APIRouter:
     @api.post("/checks")
     async def run_check(principal: Manager) -> CheckOut:
         """Run the missing check-out check of the caller's tenant now (managers and admins)."""
-        (result,) = await engine.run_check(
+        (result,) = await checks.run_check(
             principal.tenant_id, trigger="manual", user_id=principal.user_id
         )
         counts = result.counts()

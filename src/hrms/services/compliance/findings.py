@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -49,6 +49,11 @@ def entity_id(value: str | None) -> EntityId | None:
     if value is None:
         return None
     return int(value) if value.isdigit() else value
+
+
+def iso(value: datetime | date | None) -> str | None:
+    """``value`` in ISO 8601 (for JSON details), or ``None``."""
+    return None if value is None else value.isoformat()
 
 
 def event_tenant(tenant: str) -> str | None:

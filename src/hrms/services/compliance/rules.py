@@ -7,12 +7,16 @@ deployment tunes the thresholds without code; tests pass their own instance to
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Clock = Callable[[], datetime]
+"""Returns the current time (aware); injected so tests can move it."""
 
 Severity = Literal["low", "medium", "high", "critical"]
 """How serious a finding is."""
