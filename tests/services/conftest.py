@@ -47,13 +47,16 @@ class Harness:
 
     def __init__(self, tmp_path: Path, stack: AsyncExitStack) -> None:
         self.broker = MemoryBroker()
-        self.settings = HrmsSettings(HRMS_DATA_DIR=tmp_path, HRMS_JWT_SECRET="test-secret")
+        self.settings = HrmsSettings(HRMS_DATA_DIR=tmp_path, HRMS_JWT_SECRET="test-secret-" + "x" * 40)
         self._stack = stack
 
-    async def start(self, name: str, **settings: Any) -> ServiceClient:
-        """Start service ``name``; ``settings`` override HRMS settings fields."""
+    async def start(
+        self, name: str, build_kwargs: dict[str, Any] | None = None, **settings: Any
+    ) -> ServiceClient:
+        """Start service ``name``; ``settings`` override HRMS settings fields and
+        ``build_kwargs`` go to the service's ``build`` (e.g. a clock)."""
         hs = self.settings.model_copy(update=settings) if settings else self.settings
-        service = build(name, settings=hs, transport=self.broker)
+        service = build(name, settings=hs, transport=self.broker, **(build_kwargs or {}))
         app = service.app()
         await self._stack.enter_async_context(app.router.lifespan_context(app))
         client = httpx.AsyncClient(

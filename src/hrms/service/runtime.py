@@ -85,7 +85,7 @@ class Service:
 
     Args:
         name: the service name (database file, consumer groups, client id).
-        metadata: the service's tables; the outbox and inbox tables are added to it.
+        metadata: the service's tables (copied; the copy gets the outbox and inbox tables).
         settings: HRMS settings (the environment when omitted).
         kafka: Kafka settings (the environment when omitted).
         transport: a broker transport (e.g. :class:`eventbus.testing.MemoryBroker`).
@@ -108,9 +108,13 @@ class Service:
         self.settings = settings or HrmsSettings()
         self.kafka = load_settings(kafka, client_id=f"{self.settings.client_id}-{name}")
         self.transport = transport
-        self.metadata = metadata
-        self.outbox = Outbox("outbox", metadata)
-        self.inbox = Inbox("inbox", metadata)
+        # A private copy: the outbox and inbox tables join it, and the caller's module-level
+        # metadata stays reusable (a service can be built twice in one process).
+        self.metadata = MetaData()
+        for table in metadata.sorted_tables:
+            table.to_metadata(self.metadata)
+        self.outbox = Outbox("outbox", self.metadata)
+        self.inbox = Inbox("inbox", self.metadata)
         self.tokens = TokenIssuer(self.settings.signing_key(), self.settings.jwt_ttl_s)
         self.routers: list[APIRouter] = []
         self.on_start: list[Callable[[], Awaitable[None]]] = []
