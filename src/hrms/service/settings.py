@@ -26,7 +26,9 @@ class HrmsSettings(BaseSettings):
 
     data_dir: Path = Field(default=Path(".hrms"), validation_alias=_env("HRMS_DATA_DIR"))
     database_url: str | None = Field(default=None, validation_alias=_env("DATABASE_URL"))
-    jwt_secret: SecretStr | None = Field(default=None, validation_alias=_env("HRMS_JWT_SECRET"))
+    jwt_secret: SecretStr | None = Field(
+        default=None, min_length=32, validation_alias=_env("HRMS_JWT_SECRET")
+    )
     jwt_ttl_s: int = Field(default=8 * 3600, gt=0, validation_alias=_env("HRMS_JWT_TTL"))
     enable_producer: bool = Field(default=True, validation_alias=_env("KAFKA_ENABLE_PRODUCER"))
     client_id: str = Field(default="hrms", validation_alias=_env("KAFKA_CLIENT_ID"))
