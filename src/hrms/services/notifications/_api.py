@@ -1,0 +1,176 @@
+"""HTTP routes: ``POST /notifications`` (seed 001's fallback path) and the delivery log."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, ValidationError
+
+from hrms.events import EventType, NotificationData, NotificationEvent, create_notification_event
+from hrms.service import context
+from hrms.service.auth import Admin, Principal, current_principal
+from hrms.service.errors import Forbidden, RuleBroken
+from hrms.services.notifications._errors import PermanentDeliveryError, TransientDeliveryError
+from hrms.services.notifications._log import Entry, Status
+from hrms.services.notifications._notifier import Notifier, Outcome
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+class FlatNotification(NotificationData):
+    """Seed 001's flat body: the notification fields, with optional envelope fields."""
+
+    event_id: Annotated[str | None, Field(max_length=255)] = None
+    tenant_id: Annotated[str | None, Field(max_length=128)] = None
+    event_type: str = EventType.USER_CREATED.value
+    source_service: str = "http"
+
+
+class SendResult(BaseModel):
+    """The outcome of ``POST /notifications``."""
+
+    event_id: str
+    status: Outcome
+
+
+class LogEntry(BaseModel):
+    """One delivery log entry."""
+
+    event_id: str
+    tenant_id: str | None
+    recipient: str
+    template: str
+    subject: str
+    status: Status
+    attempts: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+class LogPage(BaseModel):
+    """A page of the delivery log."""
+
+    items: list[LogEntry]
+    total: int
+    limit: int
+    offset: int
+
+
+def _parse(body: dict[str, Any]) -> NotificationEvent:
+    """A NotificationEvent from an envelope body (has ``data``) or seed 001's flat one."""
+    try:
+        if "data" in body:
+            return NotificationEvent.model_validate(body)
+        flat = FlatNotification.model_validate(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from exc
+    fields = flat.model_dump(exclude={"event_id", "event_type", "source_service", "tenant_id"})
+    event = create_notification_event(
+        source_service=flat.source_service,
+        event_type=flat.event_type,
+        tenant_id=flat.tenant_id,
+        correlation_id=context.correlation_id.get(),
+        **fields,
+    )
+    if flat.event_id is not None:
+        event = event.model_copy(update={"event_id": _event_id(flat.event_id)})
+    return event
+
+
+def _event_id(value: str) -> uuid.UUID | str:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return value
+
+
+def routes(notifier: Notifier, *, allow_anonymous: bool, http_attempts: int) -> APIRouter:
+    """The notification service's routes.
+
+    Args:
+        notifier: sends and logs notifications.
+        allow_anonymous: accept ``POST /notifications`` without a token (service to
+            service, as seed 001's services call it).
+        http_attempts: SMTP tries for one request.
+    """
+    router = APIRouter(tags=["notifications"])
+
+    def caller(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal | None:
+        if credentials is None and allow_anonymous:
+            return None
+        return current_principal(request, credentials)
+
+    @router.post("/notifications", response_model=SendResult)
+    async def send_notification(
+        body: Annotated[
+            dict[str, Any],
+            Body(
+                description="A NotificationEvent envelope, or seed 001's flat shape "
+                "(recipient_email, subject, template_name, template_data, ...)."
+            ),
+        ],
+        principal: Annotated[Principal | None, Depends(caller)],
+    ) -> SendResult:
+        """Send a notification now (the HTTP fallback of the notification topic).
+
+        Deduplicated by event id like the Kafka path. With a token (any role) the event
+        belongs to the caller's tenant; without one (service to service) it is scoped
+        to the event's own ``tenant_id``.
+        """
+        event = _parse(body)
+        if principal is not None:
+            if event.tenant_id is None:
+                event = event.model_copy(update={"tenant_id": principal.tenant_id})
+            elif event.tenant_id != principal.tenant_id:
+                raise Forbidden("the event's tenant is not the caller's tenant")
+        context.event_id.set(str(event.event_id))
+        try:
+            outcome = await notifier.deliver(event, attempts=http_attempts, wait_when_open=False)
+        except PermanentDeliveryError as exc:
+            raise RuleBroken(f"notification cannot be sent: {exc}") from exc
+        except TransientDeliveryError as exc:
+            raise HTTPException(
+                503, f"mail server unavailable, try again later: {exc}", {"Retry-After": "30"}
+            ) from exc
+        return SendResult(event_id=str(event.event_id), status=outcome)
+
+    @router.get("/notifications", response_model=LogPage)
+    async def delivery_log(
+        admin: Admin,
+        status: Status | None = None,
+        recipient: Annotated[str | None, Query(max_length=320)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> LogPage:
+        """The delivery log of the caller's tenant, newest first (admins)."""
+        items, total = await notifier.log.search(
+            admin.tenant_id, status=status, recipient=recipient, limit=limit, offset=offset
+        )
+        return LogPage(items=[_out(e) for e in items], total=total, limit=limit, offset=offset)
+
+    return router
+
+
+def _out(entry: Entry) -> LogEntry:
+    return LogEntry(
+        event_id=entry.event_id,
+        tenant_id=entry.tenant_id,
+        recipient=entry.recipient,
+        template=entry.template,
+        subject=entry.subject,
+        status=entry.status,
+        attempts=entry.attempts,
+        error=entry.error,
+        created_at=entry.created_at,
+        updated_at=entry.updated_at,
+        sent_at=entry.sent_at,
+    )
