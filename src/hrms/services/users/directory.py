@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -515,7 +515,7 @@ class Directory:
                     update(users).where(users.c.id == row["id"]).values(password_hash=new_hash)
                 )
             await self._audit(unit, actor, "LOGIN", row["id"], f"login (token {jti})")
-        return token, datetime.fromtimestamp(expires, tz=utcnow().tzinfo), to_out(row)
+        return token, datetime.fromtimestamp(expires, tz=UTC), to_out(row)
 
     async def logout(self, actor: Actor) -> None:
         """Revoke the actor's token (until it would have expired anyway).
