@@ -431,7 +431,8 @@ async def test_writes_and_logins_are_audited_and_welcomed(harness: Harness) -> N
     welcome = notes[0]
     assert welcome.event_type == "user.created"
     assert welcome.correlation_id == "cid-a1"
-    assert welcome.data.template_name == "welcome"  # type: ignore[attr-defined]
+    # the notification service's template (seed 000's name)
+    assert welcome.data.template_name == "welcome_email"  # type: ignore[attr-defined]
     assert welcome.data.recipient_email == "ada@acme.test"  # type: ignore[attr-defined]
     assert welcome.data.recipient_name == "Ada"  # type: ignore[attr-defined]
     assert welcome.data.template_data["role"] == "employee"  # type: ignore[attr-defined]
@@ -552,7 +553,7 @@ async def test_without_kafka_audit_and_notifications_go_over_http(
         assert create["correlation_id"] == "cid-http"
         assert create["data"]["resource_id"] == ada["id"]
         assert [n["data"]["template_name"] for n in recorder.notifications] == [
-            "welcome",
+            "welcome_email",
             "password_changed",
         ]
         assert recorder.notifications[0]["data"]["recipient_email"] == "ada@acme.test"

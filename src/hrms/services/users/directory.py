@@ -47,6 +47,11 @@ logger = logging.getLogger("hrms.users")
 SOURCE = "user-management-service"
 """The ``source_service`` of the events (seed 001's name)."""
 
+WELCOME_TEMPLATE = "welcome_email"
+"""The notification service's template for a new account (seed 000's name)."""
+PASSWORD_CHANGED_TEMPLATE = "password_changed"  # noqa: S105 - a template name
+"""The notification service's template for a changed password."""
+
 LAST_ADMIN = "a tenant must keep at least one active admin"
 
 
@@ -328,7 +333,7 @@ class Directory:
                     row,
                     EventType.USER_CREATED,
                     "Welcome to HRMS",
-                    "welcome",
+                    WELCOME_TEMPLATE,
                     {"email": row["email"], "role": row["role"], "tenant_id": row["tenant_id"]},
                 )
         except IntegrityError as exc:  # a concurrent create won the race
@@ -476,7 +481,7 @@ class Directory:
                 row,
                 EventType.USER_PASSWORD_CHANGED,
                 "Your HRMS password was changed",
-                "password_changed",
+                PASSWORD_CHANGED_TEMPLATE,
                 {"changed_by": by, "changed_at": utcnow().isoformat()},
             )
 
