@@ -381,3 +381,34 @@ async def test_bad_input_is_422_naming_the_field(harness: Harness, field: str, v
     response = await svc.http.post("/employees", json=body, headers=svc.token())
     assert response.status_code == 422
     assert any(err["loc"][-1] == field for err in response.json()["detail"])
+
+
+async def test_the_three_producer_services_describe_their_routes(harness: Harness) -> None:
+    expected = {
+        "employees": {
+            "/employees",
+            "/employees/{employee_id}",
+            "/employees/{employee_id}/status",
+            "/employees/{employee_id}/terminate",
+        },
+        "leaves": {
+            "/leaves",
+            "/leaves/{leave_id}",
+            "/leaves/balance/{employee_id}",
+            "/leaves/{leave_id}/approve",
+            "/leaves/{leave_id}/reject",
+            "/leaves/{leave_id}/cancel",
+        },
+        "attendance": {
+            "/attendance",
+            "/attendance/{attendance_id}",
+            "/attendance/check-in",
+            "/attendance/check-out",
+        },
+    }
+    for name, paths in expected.items():
+        svc = await harness.start(name)
+        schema = await svc.http.get("/openapi.json")
+        assert schema.status_code == 200
+        assert paths <= set(schema.json()["paths"]), name
+        assert (await svc.http.get("/health")).json()["service"] == name
