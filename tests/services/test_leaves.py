@@ -420,9 +420,9 @@ async def test_unauthenticated_and_cross_tenant(start_leaves: Starter) -> None:
 async def test_decision_without_a_known_email_skips_the_notification(
     start_leaves: Starter, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="hrms.services.leaves")
     svc = await start_leaves()
     leave = await request(svc, employee(svc, 5), "2030-07-01", "2030-07-01")
-    caplog.set_level(logging.INFO, logger="hrms.services.leaves")
 
     approved = await svc.http.post(f"/leaves/{leave['id']}/approve", headers=manager(svc))
 
@@ -431,23 +431,31 @@ async def test_decision_without_a_known_email_skips_the_notification(
     assert svc.service.settings.notification_topic not in topics
     assert topics.count(svc.service.settings.leave_topic) == 2
     assert "no e-mail known for employee 5" in caplog.text
-    assert "notification skipped" in caplog.text
+    assert "leave_approved notification of leave" in caplog.text
+    assert "no e-mail known for the manager of employee 5" in caplog.text
 
 
-async def test_projection_feeds_decision_notifications(
-    harness: Harness, start_leaves: Starter
-) -> None:
+async def test_projection_feeds_notifications(harness: Harness, start_leaves: Starter) -> None:
     notes = await harness.collect(harness.settings.notification_topic, group="t-note")
     employees = await harness.start("employees")
     svc = await start_leaves()
+    hire = {"hire_date": "2024-01-01"}
+    boss = (
+        await employees.http.post(
+            "/employees",
+            json={"employee_code": "B1", "name": "Bea", "email": "bea@example.com", **hire},
+            headers=employees.token(),
+        )
+    ).json()
     created = await employees.http.post(
         "/employees",
         json={
             "employee_code": "E1",
             "name": "Ann",
             "email": "ann@example.com",
-            "hire_date": "2024-01-01",
             "user_id": 77,
+            "manager_id": boss["id"],
+            **hire,
         },
         headers=employees.token(),
     )
@@ -456,8 +464,12 @@ async def test_projection_feeds_decision_notifications(
     known = await eventually(lambda: projected(svc, emp["id"]), what="the projection")
     assert (known["email"], known["name"], known["status"]) == ("ann@example.com", "Ann", "active")
     assert (known["tenant_id"], known["user_id"]) == ("acme", 77)
+    assert (known["manager_id"], known["manager_email"]) == (boss["id"], "bea@example.com")
+    await eventually(lambda: projected(svc, boss["id"]), what="the manager in the projection")
 
-    leave = await request(svc, employee(svc, emp["id"]), "2030-07-01", "2030-07-03")
+    leave = await request(
+        svc, employee(svc, emp["id"]), "2030-07-01", "2030-07-03", reason="wedding"
+    )
     await svc.http.post(
         f"/leaves/{leave['id']}/approve",
         json={"note": "ok"},
@@ -465,13 +477,13 @@ async def test_projection_feeds_decision_notifications(
     )
     other = await request(svc, employee(svc, emp["id"]), "2030-08-01", "2030-08-01")
     await svc.http.post(f"/leaves/{other['id']}/reject", headers=manager(svc))
+    await svc.http.post(f"/leaves/{leave['id']}/cancel", headers=employee(svc, emp["id"]))
 
-    def decisions() -> list[Any]:
-        return [n for n in notes if n.data.template_name.startswith("leave_")]
+    def sent(template: str) -> list[Any]:
+        return [n for n in notes if n.data.template_name == template]
 
-    await eventually(lambda: len(decisions()) == 2, what="two leave notifications")
-    approved, rejected = decisions()
-    assert approved.data.template_name == "leave_approved"
+    await eventually(lambda: len(sent("leave_cancelled")) == 1, what="all leave notifications")
+    (approved,) = sent("leave_approved")
     assert approved.data.recipient_email == "ann@example.com"
     assert approved.data.recipient_name == "Ann"
     assert approved.data.user_id == 77
@@ -479,8 +491,15 @@ async def test_projection_feeds_decision_notifications(
     assert approved.data.template_data["note"] == "ok"
     assert approved.event_type == "leave.approved"
     assert approved.correlation_id == CID
-    assert rejected.data.template_name == "leave_rejected"
+    (rejected,) = sent("leave_rejected")
     assert rejected.data.recipient_email == "ann@example.com"
+    requested = sent("leave_requested")
+    assert [n.data.recipient_email for n in requested] == ["bea@example.com"] * 2
+    assert requested[0].data.recipient_name == "Bea"
+    assert requested[0].data.template_data["employee_name"] == "Ann"
+    assert requested[0].data.template_data["reason"] == "wedding"
+    (cancelled,) = sent("leave_cancelled")
+    assert cancelled.data.recipient_email == "bea@example.com"
 
     # a later change of the employee reaches the projection; termination blocks new leave
     await employees.http.patch(

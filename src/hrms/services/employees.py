@@ -221,7 +221,7 @@ class EmployeesApi:
                     )
                 ).scalar_one()
                 row = await get_or_404(session, employees, new_id, tenant, "employee")
-                await self._emit(
+                await self._record(
                     session,
                     principal,
                     row,
@@ -288,7 +288,7 @@ class EmployeesApi:
                     )
                 row = await get_or_404(session, employees, employee_id, tenant, "employee")
                 if diff:
-                    await self._emit(
+                    await self._record(
                         session,
                         principal,
                         row,
@@ -355,7 +355,7 @@ class EmployeesApi:
             changes: dict[str, Any] = {"status": new.value, "previous_status": previous}
             if reason:
                 changes["reason"] = reason
-            await self._emit(
+            await self._record(
                 session,
                 principal,
                 row,
@@ -366,7 +366,7 @@ class EmployeesApi:
             )
         return _out(row)
 
-    async def _emit(
+    async def _record(
         self,
         session: AsyncSession,
         principal: Principal,

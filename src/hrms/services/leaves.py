@@ -12,9 +12,13 @@ Endpoints (all scoped to the caller's tenant; another tenant's leave is a 404):
 * ``PATCH /leaves/{id}``: change a pending leave (its employee, or a manager/admin);
   ``leave.updated``.
 * ``POST /leaves/{id}/approve`` and ``/reject`` (manager, admin; not one's own leave):
-  ``leave.approved`` / ``leave.rejected`` and a notification to the employee.
+  ``leave.approved`` / ``leave.rejected`` and a notification to the employee
+  (``leave_approved`` / ``leave_rejected``).
 * ``POST /leaves/{id}/cancel``: a pending or approved leave that has not ended (its
   employee, or a manager/admin); ``leave.cancelled``.
+
+A request and a cancellation also notify the employee's manager (``leave_requested``,
+``leave_cancelled``), at the address the projection knows.
 
 Rules: ``end_date`` on or after ``start_date`` (422); no overlap with the employee's other
 pending or approved leaves (409, naming the leave); a yearly allowance per leave type
@@ -28,7 +32,7 @@ Every write also emits an ``audit.leave.action`` event.
 (``employees`` table: e-mail, name, manager, status) by consuming ``employee-queue``. It
 is eventually consistent: a leave for an employee the projection does not know (yet) is
 accepted, since the employees service is the authority and its event may still be on the
-way; a notification for an employee whose e-mail is unknown is skipped with a log line.
+way; a notification to an address the projection does not know is skipped with a log line.
 Only an employee the projection knows as terminated is refused (422).
 """
 
@@ -292,6 +296,7 @@ class LeavesApi:
             await self._record(
                 session, principal, row, EventType.LEAVE_REQUESTED, "REQUEST", changed({}, values)
             )
+            await self._notify(session, principal, row, EventType.LEAVE_REQUESTED, to_manager=True)
         return _out(row)
 
     async def listing(
@@ -418,6 +423,7 @@ class LeavesApi:
                 "CANCEL",
                 {"status": row["status"], "previous_status": before["status"]},
             )
+            await self._notify(session, principal, row, EventType.LEAVE_CANCELLED, to_manager=True)
         return _out(row)
 
     # -- rules ------------------------------------------------------------------------------
@@ -534,58 +540,90 @@ class LeavesApi:
                 "APPROVE" if approved else "REJECT",
                 {"status": row["status"], "decision_note": note},
             )
-            await self._notify_employee(session, principal, row, event_type, verb)
+            await self._notify(session, principal, row, event_type, to_manager=False)
         return _out(row)
 
-    async def _notify_employee(
+    async def _notify(
         self,
         session: AsyncSession,
         principal: Principal,
         row: RowMapping,
         event_type: EventType,
-        verb: str,
+        *,
+        to_manager: bool,
     ) -> None:
-        """Tell the employee of a decision, if the projection knows their e-mail."""
-        who = (
-            (
-                await session.execute(
-                    select(employees).where(
-                        employees.c.tenant_id == row["tenant_id"],
-                        employees.c.id == row["employee_id"],
-                    )
-                )
-            )
-            .mappings()
-            .first()
-        )
-        if who is None or not who["email"]:
+        """Tell the employee (a decision) or their manager (a request, a cancellation).
+
+        Addresses come from the employee projection; when it does not know the address
+        (yet), the notification is skipped with a log line.
+        """
+        tenant = row["tenant_id"]
+        who = await _projected(session, tenant, row["employee_id"])
+        recipient = who
+        email = who["email"] if who else None
+        if to_manager:
+            boss = await _projected(session, tenant, who["manager_id"]) if who else None
+            recipient = boss
+            email = (boss["email"] if boss else None) or (who["manager_email"] if who else None)
+        template = _TEMPLATES[event_type]
+        if not email:
             logger.info(
-                "no e-mail known for employee %s (projection not caught up?): "
-                "leave %s %s notification skipped",
+                "no e-mail known for %semployee %s (projection not caught up?): "
+                "%s notification of leave %s skipped",
+                "the manager of " if to_manager else "",
                 row["employee_id"],
+                template,
                 row["id"],
-                verb,
             )
             return
+        name = who["name"] if who else None
         await self.journal.notify(
             session,
             principal,
             event_type=event_type,
-            recipient_email=who["email"],
-            recipient_name=who["name"],
-            subject=f"Your {row['leave_type']} leave was {verb}",
-            template_name=f"leave_{verb}",
+            recipient_email=email,
+            recipient_name=recipient["name"] if recipient else None,
+            subject=_SUBJECTS[event_type].format(leave_type=row["leave_type"], name=name),
+            template_name=template,
             template_data={
-                "name": who["name"],
+                "name": name,
+                "employee_name": name,
                 "leave_id": row["id"],
                 "leave_type": row["leave_type"],
                 "start_date": jsonable(row["start_date"]),
                 "end_date": jsonable(row["end_date"]),
                 "days": row["days"],
+                "reason": row["reason"],
                 "note": row["decision_note"],
             },
-            user_id=who["user_id"],
+            user_id=recipient["user_id"] if recipient else None,
         )
+
+
+_TEMPLATES = {
+    EventType.LEAVE_REQUESTED: "leave_requested",
+    EventType.LEAVE_APPROVED: "leave_approved",
+    EventType.LEAVE_REJECTED: "leave_rejected",
+    EventType.LEAVE_CANCELLED: "leave_cancelled",
+}
+_SUBJECTS = {
+    EventType.LEAVE_REQUESTED: "{name} requested {leave_type} leave",
+    EventType.LEAVE_APPROVED: "Your {leave_type} leave was approved",
+    EventType.LEAVE_REJECTED: "Your {leave_type} leave was rejected",
+    EventType.LEAVE_CANCELLED: "{name}'s {leave_type} leave was cancelled",
+}
+
+
+async def _projected(
+    session: AsyncSession, tenant_id: str, employee_id: int | None
+) -> RowMapping | None:
+    """The projection's row of an employee, if it knows them."""
+    if employee_id is None:
+        return None
+    query = select(employees).where(
+        employees.c.tenant_id == tenant_id, employees.c.id == employee_id
+    )
+    return (await session.execute(query)).mappings().first()
 
 
 def _require_pending(row: RowMapping, verb: str) -> None:
@@ -608,12 +646,8 @@ async def _active_in_years(
 
 
 async def _check_not_terminated(session: AsyncSession, tenant_id: str, employee_id: int) -> None:
-    known = await session.scalar(
-        select(employees.c.status).where(
-            employees.c.tenant_id == tenant_id, employees.c.id == employee_id
-        )
-    )
-    if known == "terminated":
+    known = await _projected(session, tenant_id, employee_id)
+    if known is not None and known["status"] == "terminated":
         raise RuleBroken(f"employee {employee_id} is terminated: no new leave can be requested")
 
 
