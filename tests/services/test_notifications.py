@@ -16,14 +16,14 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from pydantic import SecretStr
 from sqlalchemy import insert, select
 
 from eventbus import KafkaProducer
 from hrms.events import EventType, NotificationEvent, create_notification_event
 from hrms.service import Role
 from hrms.services import notifications
-from hrms.services.notifications import DeliveryPolicy, Status
+from hrms.services.notifications import DeliveryPolicy, PermanentDeliveryError, Status
+from hrms.services.notifications._templates import Templates
 from tests.services.conftest import Harness, ServiceClient, eventually
 
 FAST = DeliveryPolicy(
@@ -36,8 +36,6 @@ FAST = DeliveryPolicy(
     smtp_timeout_s=5,
 )
 """Short waits so a down server is retried many times within a test."""
-JWT_SECRET = SecretStr("notification-tests-" + "k" * 32)
-"""The harness's key is shorter than PyJWT accepts without a warning (an error here)."""
 
 
 def free_port() -> int:
@@ -121,9 +119,7 @@ async def producer(harness: Harness) -> AsyncIterator[KafkaProducer]:
 
 async def start(harness: Harness, stack: AsyncExitStack, port: int, **kwargs: Any) -> ServiceClient:
     """Start the notification service sending to ``port`` (build kwargs pass through)."""
-    settings = harness.settings.model_copy(
-        update={"smtp_host": "127.0.0.1", "smtp_port": port, "jwt_secret": JWT_SECRET}
-    )
+    settings = harness.settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": port})
     kwargs.setdefault("delivery", FAST)
     service = notifications.build(settings=settings, transport=harness.broker, **kwargs)
     app = service.app()
@@ -481,3 +477,31 @@ async def test_delivery_log_is_for_admins_of_the_tenant_with_filters_and_pages(
     assert (await svc.http.get("/notifications", headers=employee)).status_code == 403
     assert (await svc.http.get("/notifications")).status_code == 401
     assert (await svc.http.get("/notifications?status=lost", headers=admin)).status_code == 422
+
+
+# ------------------------------------------------------------------------------- templates
+
+
+@pytest.mark.parametrize("name", Templates().names())
+def test_every_template_renders_with_no_data(name: str) -> None:
+    body = Templates().render(name, {})
+    assert body.text.startswith("Hello there,")
+    assert "None" not in body.text
+
+
+def test_the_templates_the_other_services_name_exist() -> None:
+    used = {
+        "welcome_email",  # users
+        "password_changed",  # users
+        "employee_welcome",  # employees
+        "leave_approved",  # leaves
+        "leave_rejected",  # leaves
+        "compliance_alert",  # compliance
+        "compliance_violation",  # compliance
+    }
+    assert used <= set(Templates().names())
+
+
+def test_template_names_cannot_leave_the_template_directory() -> None:
+    with pytest.raises(PermanentDeliveryError, match="unknown template"):
+        Templates().render("../__init__", {})

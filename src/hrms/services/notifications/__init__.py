@@ -7,9 +7,10 @@ with aiosmtplib to ``SMTP_HOST:SMTP_PORT`` from ``SMTP_FROM``. Seed 001's HTTP f
 ``POST /notifications`` sends the same way.
 
 Templates: ``welcome_email``, ``account_created``, ``password_changed``,
-``account_suspended``, ``account_activated``, ``employee_onboarding``,
+``account_suspended``, ``account_activated``, ``employee_welcome``,
 ``leave_requested``, ``leave_approved``, ``leave_rejected``, ``leave_cancelled``,
-``compliance_alert``, ``low_stock_alert`` and ``generic`` (renders ``message``).
+``compliance_alert``, ``compliance_violation``, ``low_stock_alert`` and ``generic``
+(renders ``message``).
 
 Delivery guarantee: **at least once, deduplicated by Message-ID.** SMTP is not
 transactional, so a delivery log (one row per event id) is written around the send,
