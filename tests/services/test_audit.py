@@ -17,6 +17,7 @@ from hrms.events import AuditEvent, EventType, create_audit_event
 from hrms.service import Role, Service
 from hrms.services import audit
 from hrms.services.audit import chain_of, erase_personal_data, verify_chain
+from tests.db.conftest import pg_server, pg_url  # noqa: F401 - PostgreSQL fixtures
 from tests.services.conftest import Harness, ServiceClient, eventually
 
 T0 = datetime(2025, 11, 25, 18, 0, tzinfo=UTC)
@@ -36,9 +37,12 @@ async def producer(harness: Harness) -> AsyncIterator[KafkaProducer]:
     await p.stop()
 
 
-def build(harness: Harness, **kwargs: Any) -> Service:
+def build(harness: Harness, database_url: str | None = None, **kwargs: Any) -> Service:
     """Build the audit service on the harness's broker (build kwargs pass through)."""
-    return audit.build(settings=harness.settings, transport=harness.broker, **kwargs)
+    settings = harness.settings
+    if database_url is not None:
+        settings = settings.model_copy(update={"database_url": database_url})
+    return audit.build(settings=settings, transport=harness.broker, **kwargs)
 
 
 async def start(harness: Harness, stack: AsyncExitStack, **kwargs: Any) -> ServiceClient:
@@ -386,3 +390,54 @@ async def test_erasing_personal_data_keeps_the_chain_valid(
     }
     globex = (await svc.http.get("/audit-logs", headers=svc.token(1, "globex"))).json()
     assert globex["items"][0]["ip_address"] == "192.168.1.1"  # another tenant untouched
+
+
+async def test_on_postgresql_appends_serialise_per_tenant_and_verify(
+    harness: Harness,
+    stack: AsyncExitStack,
+    producer: KafkaProducer,
+    pg_url: str,  # noqa: F811 - the fixture
+) -> None:
+    svc = await start(harness, stack, database_url=pg_url, checkpoint_every=7)
+    assert svc.service.engine.dialect.name == "postgresql"
+    await producer.send_batch(
+        svc.service.settings.audit_topic, [audit_event(i, "acme") for i in range(40)]
+    )
+    posts = [audit_event(i, "acme" if i % 2 else "globex") for i in range(100, 140)]
+    results = await asyncio.gather(
+        *(svc.http.post("/audit-logs", json=e.model_dump(mode="json")) for e in posts)
+    )
+    assert {r.status_code for r in results} == {201}
+    await eventually(lambda: chain_of(svc.service).stats.records == 80, what="80 records")
+    assert await seqs(svc, "acme") == list(range(1, 61))
+    assert await seqs(svc, "globex") == list(range(1, 21))
+    for tenant in ("acme", "globex"):
+        assert (await verify_chain(svc.service, tenant)).ok
+    again = await svc.http.post("/audit-logs", json=posts[0].model_dump(mode="json"))
+    assert again.json()["status"] == "duplicate"
+    assert await erase_personal_data(svc.service, "acme", "1") == 60
+    assert (await verify_chain(svc.service, "acme")).ok
+    t = log_table(svc)
+    await sql(svc, delete(t).where(t.c.tenant_id == "globex", t.c.seq == 20))
+    result = await verify_chain(svc.service, "globex")
+    assert result.problem is not None
+    assert result.problem.kind == "truncated"
+
+
+async def test_on_postgresql_two_replicas_serialise_by_advisory_lock(
+    harness: Harness,
+    stack: AsyncExitStack,
+    pg_url: str,  # noqa: F811 - the fixture
+) -> None:
+    one = await start(harness, stack, database_url=pg_url)
+    two = await start(harness, stack, database_url=pg_url)  # another process, in effect
+    posts = [audit_event(i) for i in range(40)]
+    results = await asyncio.gather(
+        *(
+            (one if i % 2 else two).http.post("/audit-logs", json=e.model_dump(mode="json"))
+            for i, e in enumerate(posts)
+        )
+    )
+    assert [r.status_code for r in results] == [201] * 40
+    assert await seqs(one, "acme") == list(range(1, 41))
+    assert (await verify_chain(one.service, "acme")).ok

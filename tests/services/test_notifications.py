@@ -24,6 +24,7 @@ from hrms.service import Role
 from hrms.services import notifications
 from hrms.services.notifications import DeliveryPolicy, PermanentDeliveryError, Status
 from hrms.services.notifications._templates import Templates
+from tests.db.conftest import pg_server, pg_url  # noqa: F401 - PostgreSQL fixtures
 from tests.services.conftest import Harness, ServiceClient, eventually
 
 FAST = DeliveryPolicy(
@@ -119,7 +120,10 @@ async def producer(harness: Harness) -> AsyncIterator[KafkaProducer]:
 
 async def start(harness: Harness, stack: AsyncExitStack, port: int, **kwargs: Any) -> ServiceClient:
     """Start the notification service sending to ``port`` (build kwargs pass through)."""
-    settings = harness.settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": port})
+    update: dict[str, Any] = {"smtp_host": "127.0.0.1", "smtp_port": port}
+    if "database_url" in kwargs:
+        update["database_url"] = kwargs.pop("database_url")
+    settings = harness.settings.model_copy(update=update)
     kwargs.setdefault("delivery", FAST)
     service = notifications.build(settings=settings, transport=harness.broker, **kwargs)
     app = service.app()
@@ -477,6 +481,23 @@ async def test_delivery_log_is_for_admins_of_the_tenant_with_filters_and_pages(
     assert (await svc.http.get("/notifications", headers=employee)).status_code == 403
     assert (await svc.http.get("/notifications")).status_code == 401
     assert (await svc.http.get("/notifications?status=lost", headers=admin)).status_code == 422
+
+
+async def test_on_postgresql_the_log_deduplicates_too(
+    harness: Harness,
+    stack: AsyncExitStack,
+    smtp: SmtpServer,
+    producer: KafkaProducer,
+    pg_url: str,  # noqa: F811 - the fixture
+) -> None:
+    svc = await start(harness, stack, smtp.port, database_url=pg_url)
+    assert svc.service.engine.dialect.name == "postgresql"
+    event = notification()
+    await producer.publish(svc.service.settings.notification_topic, event)
+    await eventually(lambda: status_is(svc, event.event_id, Status.SENT))
+    again = await svc.http.post("/notifications", json=event.model_dump(mode="json"))
+    assert again.json()["status"] == "already_sent"
+    assert len(smtp.sink.with_id(event.event_id)) == 1
 
 
 # ------------------------------------------------------------------------------- templates
