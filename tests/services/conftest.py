@@ -47,7 +47,9 @@ class Harness:
 
     def __init__(self, tmp_path: Path, stack: AsyncExitStack) -> None:
         self.broker = MemoryBroker()
-        self.settings = HrmsSettings(HRMS_DATA_DIR=tmp_path, HRMS_JWT_SECRET="test-secret-" + "x" * 40)
+        self.settings = HrmsSettings(
+            HRMS_DATA_DIR=tmp_path, HRMS_JWT_SECRET="test-secret-" + "x" * 40
+        )
         self._stack = stack
 
     async def start(

@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 import aiosmtplib
-from circuitbreaker import (  # type: ignore[import-untyped, unused-ignore]
+from circuitbreaker import (
     STATE_CLOSED,
     CircuitBreaker,
 )

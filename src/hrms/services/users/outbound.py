@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
-from circuitbreaker import (  # type: ignore[import-untyped]
+from circuitbreaker import (
     STATE_CLOSED,
     CircuitBreaker,
     CircuitBreakerError,
