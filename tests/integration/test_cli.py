@@ -29,8 +29,8 @@ def run(
     )
 
 
-def test_hrms_up_runs_the_demo_end_to_end_and_stops_its_broker(tmp_path: Path) -> None:
-    result = run(["hrms.cli", "up"], tmp_path)
+def test_hrms_flow_runs_the_event_flow_end_to_end_and_stops_its_broker(tmp_path: Path) -> None:
+    result = run(["hrms.cli", "flow"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "embedded noida" in out
