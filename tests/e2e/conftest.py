@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -67,14 +67,24 @@ class SystemThread:
         return self.system.url(service)
 
 
-def make_system(data_dir: Path, bootstrap: str, **settings: Any) -> System:
+def make_system(
+    data_dir: Path, bootstrap: str, services: Sequence[str] = tuple(PORTS), **settings: Any
+) -> System:
+    """A system of ``services`` on free ports, on the broker at ``bootstrap``."""
     hrms = HrmsSettings(
         HRMS_DATA_DIR=data_dir, HRMS_JWT_SECRET="e2e-secret-" + "x" * 40, **settings
     )
     kafka = load_settings(
         bootstrap_servers=bootstrap, broker_profile="noida", connect_timeout_s=3.0
     )
-    return System(hrms, kafka, ports=dict.fromkeys(PORTS, 0), hub_port=0, smtp_port=0)
+    return System(
+        hrms,
+        kafka,
+        services=services,
+        ports=dict.fromkeys(services, 0),
+        hub_port=0,
+        smtp_port=0,
+    )
 
 
 @pytest.fixture(scope="session")
