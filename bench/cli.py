@@ -59,6 +59,18 @@ def _parser(names: list[str]) -> argparse.ArgumentParser:
         default=DEFAULT_OUT,
         help=f"where to write JSON and PNG results (default: {DEFAULT_OUT})",
     )
+    p.add_argument(
+        "--soak-seconds",
+        type=float,
+        default=None,
+        help="soak: measured duration after the warm-up (default: 300, or 10 with --quick)",
+    )
+    p.add_argument(
+        "--soak-rate",
+        type=float,
+        default=None,
+        help="soak: events per second (default: 200, or 100 with --quick)",
+    )
     p.add_argument("--list", action="store_true", help="list scenarios and contenders, then exit")
     return p
 
@@ -105,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile,
         profile_all=args.profile_all,
         out=args.out,
+        params={
+            k: v
+            for k, v in (("soak_seconds", args.soak_seconds), ("soak_rate", args.soak_rate))
+            if v is not None
+        },
     )
     # SIGTERM (a CI timeout) unwinds like Ctrl-C, so every embedded broker is stopped.
     signal.signal(signal.SIGTERM, _terminate)

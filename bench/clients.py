@@ -85,12 +85,22 @@ async def eventbus_producer(
 
 
 async def start_eventbus_consumer(
-    ctx: RunContext, transport: Transport, group: str, **overrides: Any
+    ctx: RunContext,
+    transport: Transport,
+    group: str,
+    consumer_options: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> KafkaConsumer:
-    """A started eventbus consumer (group joined asynchronously, as eventbus does)."""
+    """A started eventbus consumer (group joined asynchronously, as eventbus does).
+
+    ``consumer_options`` go to :class:`KafkaConsumer` itself (e.g. ``concurrency``),
+    ``overrides`` to its settings.
+    """
     settings = eventbus_settings(ctx, transport, **overrides)
     ctx.resolved.update(eventbus_resolved(settings))
-    consumer = KafkaConsumer(group_id=group, topics=[ctx.topic], settings=settings)
+    consumer = KafkaConsumer(
+        group_id=group, topics=[ctx.topic], settings=settings, **(consumer_options or {})
+    )
     await _start_or_skip(consumer, transport)
     return consumer
 

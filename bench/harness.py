@@ -14,9 +14,10 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from bench.brokers import BrokerSession
+from bench.brokers import PARTITIONS, BrokerSession
 from bench.envelope import EnvelopePool
 
 Family = Literal["eventbus", "aiokafka", "confluent", "faststream"]
@@ -68,13 +69,23 @@ class Timer:
             raise BenchError("the contender never completed its timed section")
         return self.t1 - self.t0
 
-    def measurement(self, n: int, **extra: float) -> Measurement:
-        """The result of this run: ``n`` messages in the timed section, plus extra figures."""
+    def measurement(
+        self,
+        n: int,
+        *,
+        series: Mapping[str, Sequence[float]] | None = None,
+        **extra: float,
+    ) -> Measurement:
+        """The result of this run: ``n`` messages in the timed section, plus extra figures.
+
+        ``series`` holds per-run sample lists (e.g. the soak's RSS samples) for the JSON.
+        """
         seconds = self.seconds
         bcpu = None
         if self._bcpu0 is not None and self._bcpu1 is not None:
             bcpu = self._bcpu1 - self._bcpu0
-        return Measurement(n, seconds, self._cpu1 - self._cpu0, bcpu, dict(extra))
+        samples = {k: list(v) for k, v in (series or {}).items()}
+        return Measurement(n, seconds, self._cpu1 - self._cpu0, bcpu, dict(extra), samples)
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,7 @@ class Measurement:
         cpu_s: CPU seconds of this (client) process, all threads, in the timed section.
         broker_cpu_s: CPU seconds of the broker process in the timed section.
         extra: scenario-specific figures (``join_s``, ``p50_ms``, ...).
+        series: scenario-specific sample lists (``t_s``, ``rss_mb``, ...), kept in the JSON.
     """
 
     n: int
@@ -94,6 +106,7 @@ class Measurement:
     cpu_s: float
     broker_cpu_s: float | None
     extra: dict[str, float] = field(default_factory=dict)
+    series: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -110,6 +123,7 @@ class Measurement:
             "cpu_us_per_msg": round(self.cpu_s / self.n * 1e6, 2) if self.n else None,
             "broker_cpu_s": None if self.broker_cpu_s is None else round(self.broker_cpu_s, 3),
             **{k: round(v, 4) for k, v in self.extra.items()},
+            **({"series": self.series} if self.series else {}),
         }
 
 
@@ -118,7 +132,8 @@ class RunContext:
     """Everything a contender needs for one run.
 
     ``state`` is what the scenario's setup prepared (shared by all runs); ``resolved`` is
-    where a contender writes the settings it resolved at run time (recorded in the JSON).
+    where a contender writes the settings it resolved at run time (recorded in the JSON);
+    ``params`` are scenario parameters from the command line (e.g. ``soak_seconds``).
     """
 
     broker: BrokerSession
@@ -130,6 +145,7 @@ class RunContext:
     quick: bool
     state: dict[str, Any] = field(default_factory=dict)
     resolved: dict[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def bootstrap(self) -> str:
@@ -186,6 +202,8 @@ class Comparison:
 SetupFn = Callable[
     [BrokerSession, EnvelopePool, Sequence[Contender], bool], Awaitable[dict[str, Any]]
 ]
+TeardownFn = Callable[[dict[str, Any]], Awaitable[None]]
+ChartFn = Callable[[Any, Path], None]  # (ScenarioResult, path)
 
 
 @dataclass(frozen=True)
@@ -200,8 +218,16 @@ class Scenario:
         contenders: the contenders, in their first-repetition order.
         topic_per_run: create a fresh 3-partition topic per run (deleted after the run).
         setup: prepares shared state once per scenario (e.g. a pre-filled topic).
+        teardown: releases what ``setup`` started (e.g. a database server); always runs.
         comparisons: ratios worth reporting.
         order: position in the default run order.
+        partitions: partitions of the per-run topic.
+        max_repeat: at most this many repetitions, whatever ``--repeat`` says (a soak).
+        run_limit_s: the time limit of one run, from the run's context (default: 90 s
+            with ``--quick``, 300 s otherwise).
+        columns: extra figures to show in the terminal table, as ``(figure, header)``.
+        chart: draws ``<scenario>.png`` instead of the default bar chart.
+        unit: what the rate counts, for the table and the chart (``msgs/s``, ``requests/s``).
     """
 
     name: str
@@ -211,8 +237,15 @@ class Scenario:
     contenders: Sequence[Contender]
     topic_per_run: bool = True
     setup: SetupFn | None = None
+    teardown: TeardownFn | None = None
     comparisons: Sequence[Comparison] = ()
     order: int = 100
+    partitions: int = PARTITIONS
+    max_repeat: int | None = None
+    run_limit_s: Callable[[RunContext], float] | None = None
+    columns: Sequence[tuple[str, str]] = ()
+    chart: ChartFn | None = None
+    unit: str = "msgs/s"
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:

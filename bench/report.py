@@ -44,7 +44,7 @@ def print_result(result: ScenarioResult) -> None:
     )
     table.add_column("contender")
     table.add_column("N", justify="right")
-    table.add_column("msgs/s", justify="right")
+    table.add_column(escape(result.scenario.unit), justify="right")
     table.add_column("min - max" if not latency else "target", justify="right")
     if latency:
         for name in ("p50 ms", "p99 ms", "max ms"):
@@ -52,6 +52,8 @@ def print_result(result: ScenarioResult) -> None:
     table.add_column("CPU us/msg", justify="right")
     table.add_column("broker CPU s", justify="right")
     table.add_column("join s", justify="right")
+    for _, header in result.scenario.columns:
+        table.add_column(escape(header), justify="right")
     table.add_column("load", justify="right")
     ranked = sorted(
         result.ok,
@@ -70,6 +72,7 @@ def print_result(result: ScenarioResult) -> None:
             _fmt(r.median("cpu_us_per_msg"), 1),
             _fmt(r.median("broker_cpu_s"), 2),
             _fmt(r.median("join_s"), 2),
+            *(_fmt(r.median(name), 2) for name, _ in result.scenario.columns),
             _fmt(r.median("loadavg_1m"), 1),
         ]
         table.add_row(*row)
@@ -100,7 +103,7 @@ def as_json(result: ScenarioResult, env: dict[str, Any]) -> dict[str, Any]:
         "description": s.description,
         "metric": s.metric,
         "mode": result.options.mode,
-        "repetitions": result.options.repeat if not result.options.profile else 1,
+        "repetitions": result.repeat,
         "started_at": result.started_at,
         "duration_s": round(result.duration_s, 1),
         "broker": result.broker,
@@ -170,11 +173,13 @@ def write_chart(result: ScenarioResult, path: Path) -> None:
     ax.set_yticks(ys, labels, fontsize=9)
     ax.set_xscale("log")
     ax.set_xlabel(
-        "end-to-end latency, ms (log; solid p50, light p99)" if latency else "msgs/s (log)"
+        "end-to-end latency, ms (log; solid p50, light p99)"
+        if latency
+        else f"{result.scenario.unit} (log)"
     )
     ax.set_title(
         f"{result.scenario.title}\n{result.options.broker}, {result.options.mode}, "
-        f"median of {result.options.repeat} with min-max",
+        f"median of {result.repeat} with min-max",
         fontsize=10,
     )
     ax.margins(x=0.25)
@@ -204,7 +209,7 @@ def write_outputs(results: list[ScenarioResult], out: Path) -> dict[str, Path]:
         _write(path, json.dumps(doc, indent=2) + "\n")
         written[f"{result.scenario.name}.json"] = path
         chart = out / f"{result.scenario.name}.png"
-        write_chart(result, chart)
+        (result.scenario.chart or write_chart)(result, chart)
         written[f"{result.scenario.name}.png"] = chart
         scenarios[result.scenario.name] = {
             "mode": doc["mode"],

@@ -54,6 +54,7 @@ class Options:
     profile: str | None = None
     profile_all: bool = False
     out: Path = Path(__file__).parent / "results"
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mode(self) -> str:
@@ -73,6 +74,7 @@ class ScenarioResult:
     setup: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     duration_s: float = 0.0
+    repeat: int = 0
 
     @property
     def ok(self) -> list[ContenderResult]:
@@ -133,6 +135,7 @@ def environment() -> dict[str, Any]:
 
         versions["librdkafka"] = confluent_kafka.libversion()[0]
     commit = ""
+    dirty: list[str] = []
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -142,12 +145,21 @@ def environment() -> dict[str, Any]:
             cwd=Path(__file__).parent,
             timeout=5,
         ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        ).stdout.split("\n")
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "git_commit": commit,
+        "src_modified": sorted(line[3:] for line in dirty if line.strip()),
         "packages": versions,
         "note": "broker and client share the same CPUs",
     }
@@ -168,8 +180,13 @@ def _save_profile(profiler: Any, key: str, out: Path, show_all: bool) -> None:
     print(f"profile written to {path}")
 
 
-async def _one_run(contender: Contender, ctx: RunContext, options: Options) -> Any:
-    limit_s = 90.0 if options.quick else 300.0
+async def _one_run(
+    scenario: Scenario, contender: Contender, ctx: RunContext, options: Options
+) -> Any:
+    if scenario.run_limit_s is not None:
+        limit_s = scenario.run_limit_s(ctx)
+    else:
+        limit_s = 90.0 if options.quick else 300.0
     if options.profile != contender.key:
         async with asyncio.timeout(limit_s):
             return await contender.run(ctx)
@@ -197,6 +214,9 @@ async def run_scenario(scenario: Scenario, options: Options) -> ScenarioResult:
     pool = EnvelopePool.build()
     result.envelope = pool.describe()
     repeat = 1 if options.profile else options.repeat
+    if scenario.max_repeat is not None:
+        repeat = min(repeat, scenario.max_repeat)
+    result.repeat = repeat
     t_start = time.perf_counter()
     print(f"\n== {scenario.name} on {options.broker} ({options.mode}, {repeat} repetition(s))")
     load = os.getloadavg()[0]
@@ -204,19 +224,23 @@ async def run_scenario(scenario: Scenario, options: Options) -> ScenarioResult:
         print(f"  note: load average {load:.2f} before the start; other work skews the results")
     with BrokerSession(options.broker) as broker:
         result.broker = broker.describe()
-        state = {}
-        if scenario.setup is not None and contenders:
-            state = await scenario.setup(broker, pool, contenders, options.quick)
-            result.setup = {k: v for k, v in state.items() if isinstance(v, int | float | str)}
-        for rep in range(repeat):
-            order = contenders if rep % 2 == 0 else contenders[::-1]
-            for position, contender in enumerate(order):
-                record = by_key[contender.key]
-                if record.status != "ok":
-                    continue
-                await _run_once(
-                    scenario, contender, record, broker, pool, state, rep, position, options
-                )
+        state: dict[str, Any] = {}
+        try:
+            if scenario.setup is not None and contenders:
+                state = await scenario.setup(broker, pool, contenders, options.quick)
+                result.setup = {k: v for k, v in state.items() if isinstance(v, int | float | str)}
+            for rep in range(repeat):
+                order = contenders if rep % 2 == 0 else contenders[::-1]
+                for position, contender in enumerate(order):
+                    record = by_key[contender.key]
+                    if record.status != "ok":
+                        continue
+                    await _run_once(
+                        scenario, contender, record, broker, pool, state, rep, position, options
+                    )
+        finally:
+            if scenario.teardown is not None and state:
+                await scenario.teardown(state)
     result.duration_s = time.perf_counter() - t_start
     return result
 
@@ -235,7 +259,7 @@ async def _run_once(
     run_id = f"{contender.key}-{rep}-{uuid.uuid4().hex[:6]}"
     topic = f"bench-{scenario.name}-{run_id}" if scenario.topic_per_run else state["topic"]
     if scenario.topic_per_run:
-        broker.create_topic(topic)
+        broker.create_topic(topic, scenario.partitions)
     ctx = RunContext(
         broker=broker,
         topic=topic,
@@ -245,9 +269,10 @@ async def _run_once(
         run_id=run_id,
         quick=options.quick,
         state=state,
+        params=options.params,
     )
     try:
-        measurement = await _one_run(contender, ctx, options)
+        measurement = await _one_run(scenario, contender, ctx, options)
     except SkipContender as exc:
         record.status, record.reason = "skipped", str(exc)
         print(f"  [skip] {contender.key}: {exc}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ("publish", "consume")
+SCENARIOS = ("publish", "consume", "lanes", "outbox")  # lanes + outbox add ~20 s
 DEADLINE_S = 240
 
 
