@@ -171,6 +171,7 @@ class Outbox:
             sqlite_where=pending,
         )
         Index(f"ix_{table_name}_delivered_at", c.delivered_at)
+        self._insert_stmt = insert(self.table).returning(c.id)
 
     @property
     def name(self) -> str:
@@ -281,21 +282,23 @@ class Outbox:
         carried = next((v.decode("utf-8", "replace") for n, v in headers if n == TRACEPARENT), None)
         if carried is None and traceparent:
             headers.append((TRACEPARENT, traceparent.encode()))
+        # One statement built once, run with parameters: building ``insert().values()``
+        # per call cost about half of an outbox write's CPU (SQLAlchemy caches the
+        # compiled form of a parameterised statement, not of one with literal values).
         result = await session.execute(
-            insert(self.table)
-            .values(
-                topic=topic,
-                key=_key_text(key),
-                value=value,
-                headers=pack_headers(headers),
-                event_id=event_id,
-                event_type=event_type,
-                tenant_id=tenant_id,
-                traceparent=carried or traceparent,
-                created_at=self.clock(),
-                attempts=0,
-            )
-            .returning(self.table.c.id)
+            self._insert_stmt,
+            {
+                "topic": topic,
+                "key": _key_text(key),
+                "value": value,
+                "headers": pack_headers(headers),
+                "event_id": event_id,
+                "event_type": event_type,
+                "tenant_id": tenant_id,
+                "traceparent": carried or traceparent,
+                "created_at": self.clock(),
+                "attempts": 0,
+            },
         )
         return int(result.scalar_one())
 
