@@ -1,4 +1,5 @@
-"""Shared fixtures: brokers on free ports in temp dirs, stopped by PID afterwards."""
+"""Shared fixtures: brokers on free ports in temp dirs, stopped by PID afterwards, and one
+PostgreSQL server for the session (``pg_server``, ``pg_url``: see tests/pg.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from eventbus._embedded import EmbeddedBroker
 from eventbus._features import MEMORY, NOIDA, TANSU, Features
 from eventbus._transport.base import Record
 from eventbus.testing import MemoryBroker
+from tests.pg import PgServer, fresh_database, running_server
 
 BROKERS = ("memory", "noida-aiokafka", "noida-confluent", "tansu-aiokafka", "tansu-confluent")
 
@@ -35,6 +37,23 @@ def tansu_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedB
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """This session's PostgreSQL server (trust auth, superuser ``eventbus``); see tests/pg.py.
+
+    Skips without PostgreSQL installed (fails under ``EVENTBUS_REQUIRE_SYSTEM_TOOLS=1``).
+    """
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+async def pg_url(pg_server: PgServer) -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    async with fresh_database(pg_server) as url:
+        yield url
 
 
 @dataclass

@@ -254,15 +254,18 @@ def db_revision(
         svc = build(service, settings=HrmsSettings(HRMS_DATA_DIR=Path(tmp)))
         engine = create_async_engine(f"sqlite+aiosqlite:///{tmp}/scratch.sqlite3")
 
-        async def run() -> None:
+        async def run() -> list[Path]:
             try:
-                await revision(service, engine, svc.metadata, message)
+                return await revision(service, engine, svc.metadata, message)
             finally:
                 await engine.dispose()
                 await svc.engine.dispose()
 
-        asyncio.run(run())
-    console.print(f"new revision written under hrms/migrations/{service}/versions/")
+        written = asyncio.run(run())
+    if not written:
+        console.print(f"no changes: the {service} models match their migrations")
+    for path in written:
+        console.print(f"new revision: {path}", soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - thin entry point

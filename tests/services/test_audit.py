@@ -17,7 +17,6 @@ from hrms.events import AuditEvent, EventType, create_audit_event
 from hrms.service import Role, Service
 from hrms.services import audit
 from hrms.services.audit import chain_of, erase_personal_data, verify_chain
-from tests.db.conftest import pg_server, pg_url  # noqa: F401 - PostgreSQL fixtures
 from tests.services.conftest import Harness, ServiceClient, eventually
 
 T0 = datetime(2025, 11, 25, 18, 0, tzinfo=UTC)
@@ -396,7 +395,7 @@ async def test_on_postgresql_appends_serialise_per_tenant_and_verify(
     harness: Harness,
     stack: AsyncExitStack,
     producer: KafkaProducer,
-    pg_url: str,  # noqa: F811 - the fixture
+    pg_url: str,
 ) -> None:
     svc = await start(harness, stack, database_url=pg_url, checkpoint_every=7)
     assert svc.service.engine.dialect.name == "postgresql"
@@ -427,7 +426,7 @@ async def test_on_postgresql_appends_serialise_per_tenant_and_verify(
 async def test_on_postgresql_two_replicas_serialise_by_advisory_lock(
     harness: Harness,
     stack: AsyncExitStack,
-    pg_url: str,  # noqa: F811 - the fixture
+    pg_url: str,
 ) -> None:
     one = await start(harness, stack, database_url=pg_url)
     two = await start(harness, stack, database_url=pg_url)  # another process, in effect

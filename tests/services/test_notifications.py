@@ -24,7 +24,6 @@ from hrms.service import Role
 from hrms.services import notifications
 from hrms.services.notifications import DeliveryPolicy, PermanentDeliveryError, Status
 from hrms.services.notifications._templates import Templates
-from tests.db.conftest import pg_server, pg_url  # noqa: F401 - PostgreSQL fixtures
 from tests.services.conftest import Harness, ServiceClient, eventually
 
 FAST = DeliveryPolicy(
@@ -488,7 +487,7 @@ async def test_on_postgresql_the_log_deduplicates_too(
     stack: AsyncExitStack,
     smtp: SmtpServer,
     producer: KafkaProducer,
-    pg_url: str,  # noqa: F811 - the fixture
+    pg_url: str,
 ) -> None:
     svc = await start(harness, stack, smtp.port, database_url=pg_url)
     assert svc.service.engine.dialect.name == "postgresql"

@@ -1,7 +1,11 @@
 """${message}
 
 Revision ID: ${up_revision}
+% if down_revision:
 Revises: ${down_revision | comma,n}
+% else:
+Revises: (none: the first revision)
+% endif
 Create Date: ${create_date}
 """
 
@@ -11,8 +15,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-import eventbus._sql
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}

@@ -1,8 +1,5 @@
 """What the employees, leaves and attendance services share.
 
-* :func:`fresh_metadata`: a per-build copy of a service module's tables (a module's tables
-  are defined once, but every :class:`~hrms.service.Service` adds its own outbox and inbox
-  tables to the metadata it gets, so each build needs its own copy).
 * :class:`UTCDateTime`: a column type that always hands back aware UTC datetimes.
 * :data:`Pagination`, :class:`Page`, :func:`paginate`: ``?limit=&offset=`` lists.
 * :func:`get_or_404`: a tenant-scoped row fetch (another tenant's row is a 404).
@@ -20,7 +17,7 @@ from typing import Annotated, Any, Generic, TypedDict, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
-from sqlalchemy import DateTime, Dialect, MetaData, Select, Table, func, select
+from sqlalchemy import DateTime, Dialect, Select, Table, func, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeDecorator
@@ -75,18 +72,6 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         """Hand back an aware UTC value."""
         return None if value is None else as_utc(value)
-
-
-def fresh_metadata(template: MetaData) -> MetaData:
-    """A new :class:`MetaData` holding copies of ``template``'s tables.
-
-    Queries keep using the module-level :class:`Table` objects: SQL names the tables, so
-    the copies and the originals are interchangeable.
-    """
-    metadata = MetaData()
-    for table in template.sorted_tables:
-        table.to_metadata(metadata)
-    return metadata
 
 
 # --------------------------------------------------------------------------- pagination

@@ -64,7 +64,6 @@ from hrms.services._common import (
     changed,
     ensure_can_act_for,
     event_ids,
-    fresh_metadata,
     get_or_404,
     paginate,
     scope_to_self,
@@ -445,9 +444,7 @@ def build(
         transport: a broker transport (e.g. the in-memory broker in tests).
         clock: the current time: check-in and check-out times come from it.
     """
-    service = Service(
-        "attendance", fresh_metadata(metadata), settings=settings, kafka=kafka, transport=transport
-    )
+    service = Service("attendance", metadata, settings=settings, kafka=kafka, transport=transport)
     service.include(AttendanceApi(service, clock).router())
     return service
 

@@ -56,7 +56,6 @@ from hrms.services._common import (
     UTCDateTime,
     changed,
     event_ids,
-    fresh_metadata,
     get_or_404,
     paginate,
     utcnow,
@@ -434,9 +433,7 @@ def build(
         transport: a broker transport (e.g. the in-memory broker in tests).
         clock: the current time, for ``created_at``/``updated_at``.
     """
-    service = Service(
-        "employees", fresh_metadata(metadata), settings=settings, kafka=kafka, transport=transport
-    )
+    service = Service("employees", metadata, settings=settings, kafka=kafka, transport=transport)
     service.include(EmployeesApi(service, clock).router())
     return service
 

@@ -75,7 +75,6 @@ from hrms.services._common import (
     changed,
     ensure_can_act_for,
     event_ids,
-    fresh_metadata,
     get_or_404,
     jsonable,
     paginate,
@@ -668,9 +667,7 @@ def build(
         clock: the current time ("today" for cancellations; timestamps).
         allowances: days per year per leave type, over :data:`ALLOWANCES`.
     """
-    service = Service(
-        "leaves", fresh_metadata(metadata), settings=settings, kafka=kafka, transport=transport
-    )
+    service = Service("leaves", metadata, settings=settings, kafka=kafka, transport=transport)
     api = LeavesApi(service, clock, {**ALLOWANCES, **(allowances or {})})
     service.include(api.router())
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from eventbus import KafkaSettings
@@ -50,7 +49,7 @@ from hrms.services.audit._chain import (
     chain_hash,
     record_digest,
 )
-from hrms.services.audit._tables import AuditTables, define_tables
+from hrms.services.audit._tables import TABLES, metadata
 from hrms.services.audit._verify import Problem, VerifyResult, verify
 
 __all__ = [
@@ -76,10 +75,7 @@ def chain_of(service: Service) -> AuditChain:
     """The :class:`AuditChain` of an audit service built by :func:`build`."""
     chain = _chains.get(service)
     if chain is None:
-        tables = AuditTables(
-            service.metadata.tables["audit_log"], service.metadata.tables["audit_checkpoint"]
-        )
-        chain = _chains[service] = AuditChain(service, tables)
+        chain = _chains[service] = AuditChain(service, TABLES)
     return chain
 
 
@@ -127,10 +123,8 @@ def build(
     Returns:
         The service; ``service.app()`` serves it.
     """
-    metadata = MetaData()
-    tables = define_tables(metadata)
     service = Service("audit", metadata, settings=settings, kafka=kafka, transport=transport)
-    chain = _chains[service] = AuditChain(service, tables, checkpoint_every)
+    chain = _chains[service] = AuditChain(service, TABLES, checkpoint_every)
 
     async def audit_state() -> dict[str, Any]:
         stats = chain.stats

@@ -98,3 +98,10 @@ def define_tables(metadata: MetaData) -> AuditTables:
         UniqueConstraint("tenant_id", "seq", name="uq_audit_checkpoint_tenant_seq"),
     )
     return AuditTables(log, checkpoints)
+
+
+metadata = MetaData()
+"""The audit service's tables (the framework copies them and adds the outbox and inbox)."""
+
+TABLES = define_tables(metadata)
+"""The tables queries use (SQL names them, so they serve every built service)."""

@@ -32,7 +32,7 @@ from hrms.services.compliance.api import router
 from hrms.services.compliance.checks import CheckResult, Checks
 from hrms.services.compliance.engine import EventRules
 from hrms.services.compliance.rules import ComplianceRules, Kind, Rule
-from hrms.services.compliance.tables import metadata, service_metadata
+from hrms.services.compliance.tables import metadata
 
 __all__ = [
     "CheckResult",
@@ -72,7 +72,7 @@ def build(
     """
     service = Service(
         "compliance",
-        service_metadata(),
+        metadata,
         settings=settings,
         kafka=kafka,
         transport=transport,

@@ -118,16 +118,3 @@ findings = Table(
     Index("ix_compliance_findings_tenant_status", "tenant_id", "status", "id"),
     Index("ix_compliance_findings_tenant_employee", "tenant_id", "employee_id"),
 )
-
-
-def service_metadata() -> MetaData:
-    """A fresh copy of :data:`metadata` for one service instance.
-
-    The framework adds its outbox and inbox tables to the metadata it is given, so each
-    built service needs its own (building twice in one process would redefine them).
-    The module-level tables are what queries use; the copies have the same definitions.
-    """
-    copy = MetaData()
-    for table in metadata.tables.values():
-        table.to_metadata(copy)
-    return copy

@@ -50,7 +50,6 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from eventbus import KafkaSettings
@@ -66,7 +65,7 @@ from hrms.services.notifications._errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from hrms.services.notifications._log import DeliveryLog, Entry, Status, define_log
+from hrms.services.notifications._log import DeliveryLog, Entry, Status, delivery_log, metadata
 from hrms.services.notifications._mail import DeliveryPolicy, Mailer
 from hrms.services.notifications._notifier import Notifier, Outcome, message_id
 from hrms.services.notifications._templates import Templates
@@ -121,13 +120,11 @@ def build(
     Returns:
         The service; ``service.app()`` serves it.
     """
-    metadata = MetaData()
-    table = define_log(metadata)
     service = Service(
         "notifications", metadata, settings=settings, kafka=kafka, transport=transport
     )
     policy = delivery or DeliveryPolicy()
-    log = DeliveryLog(table, service.sessions, service.engine.dialect.name)
+    log = DeliveryLog(delivery_log, service.sessions, service.engine.dialect.name)
     mailer = Mailer(service.settings.smtp_host, service.settings.smtp_port, policy)
     notifier = Notifier(log, mailer, Templates(), service.settings.mail_from)
 

@@ -79,6 +79,13 @@ def define_log(metadata: MetaData) -> Table:
     )
 
 
+metadata = MetaData()
+"""The notification service's tables (the framework copies them, adding outbox and inbox)."""
+
+delivery_log = define_log(metadata)
+"""The delivery log queries use (SQL names it, so it serves every built service)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One notification as the log knows it."""

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ValidationError
 from eventbus import KafkaSettings
 from eventbus._transport.base import Transport
 from hrms.service import Conflict, HrmsSettings, Role, RuleBroken, Service
-from hrms.services._common import fresh_metadata
 from hrms.services.users.directory import Actor, Directory
 from hrms.services.users.outbound import HttpFallback
 from hrms.services.users.routes import auth_router, users_router
@@ -44,7 +43,7 @@ class UsersService(Service):
     ) -> None:
         super().__init__(
             "users",
-            fresh_metadata(metadata),
+            metadata,
             settings=settings,
             kafka=kafka,
             transport=transport,

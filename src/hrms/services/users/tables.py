@@ -9,7 +9,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, UniqueConstrain
 from hrms.services._common import UTCDateTime
 
 metadata = MetaData()
-"""The template of the service's tables (each build takes a copy, see ``fresh_metadata``)."""
+"""The service's tables (the framework copies them and adds the outbox and inbox)."""
 
 
 class UserStatus(StrEnum):
