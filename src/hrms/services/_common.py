@@ -17,10 +17,9 @@ from typing import Annotated, Any, Generic, TypedDict, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
-from sqlalchemy import DateTime, Dialect, Select, Table, func, select
+from sqlalchemy import Select, Table, func, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import TypeDecorator
 
 from eventbus import BaseEvent
 from hrms.events import EventType, create_audit_event, create_notification_event
@@ -54,27 +53,6 @@ def utcnow() -> datetime:
 def as_utc(value: datetime) -> datetime:
     """``value`` in UTC; a naive value is taken to be UTC already."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp stored in UTC and read back aware (SQLite forgets time zones)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Convert to UTC; SQLite gets a naive UTC value."""
-        if value is None:
-            return None
-        value = as_utc(value)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Hand back an aware UTC value."""
-        return None if value is None else as_utc(value)
-
-
-# --------------------------------------------------------------------------- pagination
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from eventbus import KafkaSettings
+from eventbus._sql import UTCDateTime
 from eventbus._transport.base import Transport
 from hrms.events import EventType, create_attendance_event
 from hrms.service import Conflict, HrmsSettings, Principal, RuleBroken, Service
@@ -58,7 +59,6 @@ from hrms.services._common import (
     Journal,
     Page,
     Pagination,
-    UTCDateTime,
     acting_employee,
     as_utc,
     changed,

@@ -43,6 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from eventbus import KafkaSettings
+from eventbus._sql import UTCDateTime
 from eventbus._transport.base import Transport
 from hrms.events import EventType, create_employee_event
 from hrms.service import Conflict, Forbidden, HrmsSettings, Principal, RuleBroken, Service
@@ -53,7 +54,6 @@ from hrms.services._common import (
     Journal,
     Page,
     Pagination,
-    UTCDateTime,
     changed,
     event_ids,
     get_or_404,

@@ -61,6 +61,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from eventbus import KafkaSettings
+from eventbus._sql import UTCDateTime
 from eventbus._transport.base import Transport
 from hrms.events import EmployeeEvent, EventType, create_leave_event
 from hrms.service import Conflict, Forbidden, HrmsSettings, Principal, RuleBroken, Service
@@ -70,7 +71,6 @@ from hrms.services._common import (
     Journal,
     Page,
     Pagination,
-    UTCDateTime,
     acting_employee,
     changed,
     ensure_can_act_for,

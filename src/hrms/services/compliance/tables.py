@@ -7,15 +7,10 @@ leaves and attendance records, per tenant. Findings are unique per
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 from sqlalchemy import (
     JSON,
     Column,
     Date,
-    DateTime,
-    Dialect,
     Float,
     Index,
     Integer,
@@ -25,32 +20,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.types import TypeDecorator
+
+from eventbus._sql import UTCDateTime
 
 metadata = MetaData()
 """The compliance service's tables (the framework adds the outbox and inbox)."""
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp stored as naive UTC and read back as aware UTC (same on SQLite and PG)."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Store ``value`` as naive UTC (naive values are taken to be UTC)."""
-        if value is None:
-            return None
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC)
-        return value.replace(tzinfo=None)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        """Read back as an aware UTC datetime."""
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 employees = Table(

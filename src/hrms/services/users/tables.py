@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, UniqueConstraint
 
-from hrms.services._common import UTCDateTime
+from eventbus._sql import UTCDateTime
 
 metadata = MetaData()
 """The service's tables (the framework copies them and adds the outbox and inbox)."""

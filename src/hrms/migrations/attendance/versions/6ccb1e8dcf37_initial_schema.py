@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import eventbus._sql
-import hrms.services._common
 
 revision: str = "6ccb1e8dcf37"
 down_revision: str | Sequence[str] | None = None
@@ -29,15 +28,15 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.String(length=100), nullable=False),
         sa.Column("employee_id", sa.Integer(), nullable=False),
         sa.Column("attendance_date", sa.Date(), nullable=False),
-        sa.Column("check_in", hrms.services._common.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("check_out", hrms.services._common.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("check_in", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("check_out", eventbus._sql.UTCDateTime(timezone=True), nullable=True),
         sa.Column("hours_worked", sa.Float(), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("notes", sa.String(length=1000), nullable=True),
         sa.Column("source", sa.String(length=20), nullable=False),
         sa.Column("recorded_by", sa.Integer(), nullable=False),
-        sa.Column("created_at", hrms.services._common.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", hrms.services._common.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("attendance", schema=None) as batch_op:

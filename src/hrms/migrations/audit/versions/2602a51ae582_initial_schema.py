@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import eventbus._sql
-import hrms.services.audit._tables
 
 revision: str = "2602a51ae582"
 down_revision: str | Sequence[str] | None = None
@@ -29,9 +28,7 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.String(length=128), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
-        sa.Column(
-            "created_at", hrms.services.audit._tables.UTCDateTime(timezone=True), nullable=False
-        ),
+        sa.Column("created_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("tenant_id", "seq", name="uq_audit_checkpoint_tenant_seq"),
     )
@@ -47,9 +44,7 @@ def upgrade() -> None:
         sa.Column("resource_type", sa.String(length=255), nullable=False),
         sa.Column("resource_id", sa.String(length=255), nullable=True),
         sa.Column("user_id", sa.String(length=255), nullable=True),
-        sa.Column(
-            "occurred_at", hrms.services.audit._tables.UTCDateTime(timezone=True), nullable=False
-        ),
+        sa.Column("occurred_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
         sa.Column("correlation_id", sa.String(length=255), nullable=True),
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("ip_address", sa.String(length=64), nullable=True),
@@ -57,9 +52,7 @@ def upgrade() -> None:
         sa.Column("changes", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("prev_hash", sa.String(length=64), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
-        sa.Column(
-            "recorded_at", hrms.services.audit._tables.UTCDateTime(timezone=True), nullable=False
-        ),
+        sa.Column("recorded_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("event_id", name="uq_audit_log_event_id"),
         sa.UniqueConstraint("tenant_id", "seq", name="uq_audit_log_tenant_seq"),

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import eventbus._sql
-import hrms.services.compliance.tables
 
 revision: str = "8bd55a3894a2"
 down_revision: str | Sequence[str] | None = None
@@ -30,10 +29,10 @@ def upgrade() -> None:
         sa.Column("attendance_id", sa.String(length=128), nullable=True),
         sa.Column("employee_id", sa.String(length=128), nullable=False),
         sa.Column("work_date", sa.Date(), nullable=True),
-        sa.Column("check_in", hrms.services.compliance.tables.UTCDateTime(), nullable=True),
-        sa.Column("check_out", hrms.services.compliance.tables.UTCDateTime(), nullable=True),
+        sa.Column("check_in", eventbus._sql.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("check_out", eventbus._sql.UTCDateTime(timezone=True), nullable=True),
         sa.Column("hours", sa.Float(), nullable=True),
-        sa.Column("updated_at", hrms.services.compliance.tables.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "record_key"),
     )
     with op.batch_alter_table("compliance_attendance", schema=None) as batch_op:
@@ -55,8 +54,8 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=256), nullable=True),
         sa.Column("manager_id", sa.String(length=128), nullable=True),
         sa.Column("manager_email", sa.String(length=320), nullable=True),
-        sa.Column("terminated_at", hrms.services.compliance.tables.UTCDateTime(), nullable=True),
-        sa.Column("updated_at", hrms.services.compliance.tables.UTCDateTime(), nullable=False),
+        sa.Column("terminated_at", eventbus._sql.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "employee_id"),
     )
     op.create_table(
@@ -72,8 +71,8 @@ def upgrade() -> None:
         sa.Column("subject", sa.String(length=300), nullable=False),
         sa.Column("source_event_id", sa.String(length=128), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("created_at", hrms.services.compliance.tables.UTCDateTime(), nullable=False),
-        sa.Column("resolved_at", hrms.services.compliance.tables.UTCDateTime(), nullable=True),
+        sa.Column("created_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", eventbus._sql.UTCDateTime(timezone=True), nullable=True),
         sa.Column("resolved_by", sa.Integer(), nullable=True),
         sa.Column("resolution_note", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
@@ -95,7 +94,7 @@ def upgrade() -> None:
         sa.Column("start_date", sa.Date(), nullable=True),
         sa.Column("end_date", sa.Date(), nullable=True),
         sa.Column("status", sa.String(length=64), nullable=True),
-        sa.Column("updated_at", hrms.services.compliance.tables.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "leave_id"),
     )
     with op.batch_alter_table("compliance_leaves", schema=None) as batch_op:

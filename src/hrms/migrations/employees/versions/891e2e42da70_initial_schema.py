@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import eventbus._sql
-import hrms.services._common
 
 revision: str = "891e2e42da70"
 down_revision: str | Sequence[str] | None = None
@@ -36,8 +35,8 @@ def upgrade() -> None:
         sa.Column("hire_date", sa.Date(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=True),
         sa.Column("manager_id", sa.Integer(), nullable=True),
-        sa.Column("created_at", hrms.services._common.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", hrms.services._common.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("tenant_id", "employee_code", name="uq_employees_tenant_code"),
         sa.UniqueConstraint("tenant_id", "user_id", name="uq_employees_tenant_user"),

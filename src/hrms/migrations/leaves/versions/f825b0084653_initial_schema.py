@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import eventbus._sql
-import hrms.services._common
 
 revision: str = "f825b0084653"
 down_revision: str | Sequence[str] | None = None
@@ -33,7 +32,7 @@ def upgrade() -> None:
         sa.Column("manager_id", sa.Integer(), nullable=True),
         sa.Column("manager_email", sa.String(length=320), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=True),
-        sa.Column("event_at", hrms.services._common.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("event_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "id"),
     )
     op.create_table(
@@ -60,8 +59,8 @@ def upgrade() -> None:
         sa.Column("approver_id", sa.Integer(), nullable=True),
         sa.Column("decision_note", sa.String(length=1000), nullable=True),
         sa.Column("requested_by", sa.Integer(), nullable=False),
-        sa.Column("created_at", hrms.services._common.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", hrms.services._common.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("leaves", schema=None) as batch_op:

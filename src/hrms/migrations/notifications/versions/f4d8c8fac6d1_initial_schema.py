@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import eventbus._sql
-import hrms.services.notifications._log
 
 revision: str = "f4d8c8fac6d1"
 down_revision: str | Sequence[str] | None = None
@@ -36,17 +35,15 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column(
             "created_at",
-            hrms.services.notifications._log.UTCDateTime(timezone=True),
+            eventbus._sql.UTCDateTime(timezone=True),
             nullable=False,
         ),
         sa.Column(
             "updated_at",
-            hrms.services.notifications._log.UTCDateTime(timezone=True),
+            eventbus._sql.UTCDateTime(timezone=True),
             nullable=False,
         ),
-        sa.Column(
-            "sent_at", hrms.services.notifications._log.UTCDateTime(timezone=True), nullable=True
-        ),
+        sa.Column("sent_at", eventbus._sql.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("event_id"),
     )

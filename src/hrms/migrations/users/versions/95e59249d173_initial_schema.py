@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import eventbus._sql
-import hrms.services._common
 
 revision: str = "95e59249d173"
 down_revision: str | Sequence[str] | None = None
@@ -69,7 +68,7 @@ def upgrade() -> None:
     op.create_table(
         "revoked_tokens",
         sa.Column("jti", sa.String(length=64), nullable=False),
-        sa.Column("expires_at", hrms.services._common.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("jti"),
     )
     with op.batch_alter_table("revoked_tokens", schema=None) as batch_op:
@@ -87,8 +86,8 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("password_hash", sa.String(length=255), nullable=False),
         sa.Column("employee_id", sa.Integer(), nullable=True),
-        sa.Column("created_at", hrms.services._common.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", hrms.services._common.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", eventbus._sql.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("tenant_id", "email", name="uq_users_tenant_email"),
         sqlite_autoincrement=True,
