@@ -11,7 +11,7 @@ from typing import Any
 from eventbus._codec import decode_json, header_value, normalise
 from eventbus._deadletter import DeadLetterWriter, Failure
 from eventbus._handlers import HandlerSpec, MessageContext
-from eventbus._policy import NO_RETRY, RetryPolicy
+from eventbus._policy import NO_RETRY, Outcome, RetryPolicy
 from eventbus._registry import EventRegistry
 from eventbus._transport.base import OutgoingRecord, Record
 from eventbus.errors import DecodeError, UnknownEventTypeError
@@ -211,10 +211,23 @@ class Dispatcher:
         if outcome.ok:
             self.stats.processed += len(items)
             return True
+        if len(items) == 1:  # already run alone, with the full policy: no second run
+            return await self._give_up(items[0], outcome, dlq_handler)
         logger.warning(
             "batch of %d failed (%s); isolating the failing records", len(items), outcome.error
         )
         return await self._isolate(items, spec, dlq_handler)
+
+    async def _give_up(
+        self, item: tuple[Record, Any], outcome: Outcome, dlq_handler: DlqHandler | None
+    ) -> bool:
+        self.stats.failed += 1
+        assert outcome.error is not None
+        record, payload = item
+        failure = Failure(
+            outcome.error, outcome.attempts, "handler", self.group_id, outcome.first_failure_at
+        )
+        return await self.dead_letter(record, failure, dlq_handler, payload)
 
     async def _isolate(
         self, items: list[tuple[Record, Any]], spec: HandlerSpec, dlq_handler: DlqHandler | None
@@ -224,13 +237,7 @@ class Dispatcher:
             if outcome.ok:
                 self.stats.processed += 1
                 return True
-            self.stats.failed += 1
-            assert outcome.error is not None
-            record, payload = items[0]
-            failure = Failure(
-                outcome.error, outcome.attempts, "handler", self.group_id, outcome.first_failure_at
-            )
-            return await self.dead_letter(record, failure, dlq_handler, payload)
+            return await self._give_up(items[0], outcome, dlq_handler)
         mid = len(items) // 2
         for half in (items[:mid], items[mid:]):
             outcome = await NO_RETRY.run(partial(self._call_batch, spec, half))

@@ -118,3 +118,25 @@ async def test_a_slow_key_holds_back_the_commit_but_not_other_keys(memory: Harne
 def test_concurrency_must_be_positive_and_not_batched(memory: Harness) -> None:
     with pytest.raises(ConfigurationError, match="concurrency"):
         memory.consumer(["x"], concurrency=0)
+
+
+async def test_a_batch_of_one_is_not_run_twice_before_dead_lettering(memory: Harness) -> None:
+    from eventbus import DeadLetterNow, RetryPolicy
+
+    async with memory.producer() as p:
+        await p.send_event("single-queue", BaseEvent(event_type="x.y", data={"n": 1}))
+    calls = 0
+
+    async def handle(batch: list[dict[str, Any]]) -> None:
+        nonlocal calls
+        calls += 1
+        raise DeadLetterNow("refused")
+
+    policy = RetryPolicy(attempts=3, initial_backoff_s=0.001, max_backoff_s=0.001, jitter_s=0)
+    c = memory.consumer(["single-queue"], retry=policy)
+    await c.start()
+    task = asyncio.create_task(c.consume_batch(handle, batch_size=1, max_wait=0.1))
+    await wait_until(lambda: c.stats.dead_lettered == 1)
+    await c.stop()
+    await task
+    assert calls == 1  # DeadLetterNow is final: one call, no isolation re-run
