@@ -18,6 +18,8 @@ PORTS: Final[dict[str, int]] = {
     "compliance": 8005,
     "notifications": 8006,
     "audit": 8007,
+    "inventory": 8008,
+    "sales": 8009,
 }
 """Every service by name, with the port ``hrms up`` and ``hrms serve`` give it by default."""
 
