@@ -49,7 +49,9 @@ Label = Annotated[str, Field(min_length=1, max_length=100)]
 Price = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
 Units = Annotated[int, Field(ge=0, le=MAX_STOCK)]
 Usage = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
-ProductId = Annotated[int, Path(ge=1, description="The product's id.")]
+MAX_ID = 2**31 - 1
+"""The largest id a row can have (ids beyond it are answered 422, not a database error)."""
+ProductId = Annotated[int, Path(ge=1, le=MAX_ID, description="The product's id.")]
 
 
 class ProductCreate(BaseModel):

@@ -21,6 +21,7 @@ from hrms.events import EntityId, days_of_stock_remaining
 from hrms.service import Conflict, NotFound, Principal
 from hrms.service.auth import CurrentUser, Manager
 from hrms.services._common import Page, Pagination, event_ids, get_or_404, paginate
+from hrms.services.inventory.api import MAX_ID
 from hrms.services.sales.events import (
     ORDER_CANCELLED,
     ORDER_CREATED,
@@ -32,7 +33,7 @@ from hrms.services.sales.stock import CANCELLED, FULFILLED, PENDING, SalesDesk
 from hrms.services.sales.tables import alerts, forecasts, orders, products
 
 ProductKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
-Id = Annotated[int, Path(ge=1)]
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 OrderStatus = Literal["pending", "fulfilled", "cancelled"]
 AlertStatus = Literal["open", "closed"]
 
@@ -40,7 +41,7 @@ AlertStatus = Literal["open", "closed"]
 class OrderIn(BaseModel):
     """A new order for a product inventory has announced."""
 
-    product_id: Annotated[int, Field(ge=1)] | ProductKey
+    product_id: Annotated[int, Field(ge=1, le=MAX_ID)] | ProductKey
     quantity: Annotated[int, Field(gt=0, le=1_000_000)]
     customer: Annotated[str, Field(min_length=1, max_length=200)]
 
