@@ -36,6 +36,7 @@ class Outcome:
     audit_records: int = 0
     audit_chain: dict[str, Any] = field(default_factory=dict)
     findings: list[dict[str, Any]] = field(default_factory=list)
+    alert: dict[str, Any] = field(default_factory=dict)
 
 
 class _Api:
@@ -165,6 +166,8 @@ async def walkthrough(
             return [f for f in items if f["rule"] == "check_in_during_leave"]
 
         outcome.findings = await _until(violation, "the compliance violation", wait_s)
+        if "inventory" in urls and "sales" in urls:
+            outcome.alert = await _low_stock(api, admin, run, wait_s)
 
         wanted = {employee_email: {"welcome", "approved"}, manager_email: {"welcome", "violation"}}
 
@@ -189,6 +192,43 @@ async def walkthrough(
     return outcome
 
 
+async def _low_stock(api: _Api, admin: str, run: str, wait_s: float) -> dict[str, Any]:
+    """Seed 004's flow: stock adjusted down to zero raises a CRITICAL sales alert."""
+    product = await api.call(
+        "inventory", "POST", "/products", admin, expect=201,
+        what="stocked 10 laptops (inventory.product_created)",
+        json={"sku": f"LAP-{run}", "name": "Laptop Computer", "category": "electronics",
+              "location": "Warehouse A", "unit_price": 1200.0, "quantity_on_hand": 10,
+              "reorder_level": 5, "reorder_quantity": 50, "average_daily_usage": 2},
+    )  # fmt: skip
+    pid = product["id"]
+
+    async def known() -> Any:
+        r = await api.client.get(
+            f"{api.urls['sales']}/products/{pid}", headers={"Authorization": f"Bearer {admin}"}
+        )
+        return r.status_code == 200
+
+    await _until(known, "sales to learn of the product", wait_s)
+    await api.call(
+        "sales", "POST", "/orders", admin, expect=201,
+        what="a customer ordered 3 (sales.order_created)",
+        json={"product_id": pid, "quantity": 3, "customer": "Initech"},
+    )  # fmt: skip
+    await api.call(
+        "inventory", "POST", f"/products/{pid}/adjustments", admin, expect=201,
+        what="shipped all 10 (inventory.stock_adjusted, inventory.low_stock CRITICAL)",
+        json={"delta": -10, "reason": "shipped the last units"},
+    )  # fmt: skip
+
+    async def critical() -> Any:
+        body = await api.call("sales", "GET", f"/alerts?product_id={pid}&status=open", admin)
+        return next((a for a in body["items"] if a["priority"] == "critical"), None)
+
+    alert: dict[str, Any] = await _until(critical, "the CRITICAL sales alert", wait_s)
+    return alert
+
+
 def report(outcome: Outcome, console: Console) -> None:
     """Print what each service did."""
     table = Table(title="what each service did")
@@ -203,6 +243,12 @@ def report(outcome: Outcome, console: Console) -> None:
         )
     for f in outcome.findings:
         console.print(f"[bold]compliance[/]: {f['kind']} {f['rule']}: {f['description']}")
+    if outcome.alert:
+        a = outcome.alert
+        console.print(
+            f"[bold]sales[/]: {a['priority'].upper()} low-stock alert for {a['product_sku']} "
+            f"(stock {a['current_stock']}, {a['at_risk_orders']} order(s) at risk)"
+        )
     chain = outcome.audit_chain
     console.print(
         f"[bold]audit[/]: {outcome.audit_records} records; chain "

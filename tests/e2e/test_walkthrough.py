@@ -30,6 +30,9 @@ def test_demo_scenario_mails_audits_and_finds_the_violation(system: SystemThread
     assert [f["rule"] for f in outcome.findings] == ["check_in_during_leave"]
     assert outcome.audit_chain["ok"] is True, outcome.audit_chain
     assert outcome.audit_records >= 7
+    assert outcome.alert["priority"] == "critical", outcome.alert
+    assert outcome.alert["current_stock"] == 0
+    assert outcome.alert["at_risk_orders"] == 1
 
 
 def test_every_service_is_alive_and_ready(system: SystemThread) -> None:
