@@ -10,6 +10,7 @@ from eventbus._deadletter import dead_letter_topic, retry_topic, topic_domain
 from eventbus._dispatch import ConsumerStats, Middleware
 from eventbus._envelope import BaseEvent, EventPayload, PersonalData, Priority, Redacted
 from eventbus._features import Features
+from eventbus._groups import group_name
 from eventbus._handlers import MessageContext
 from eventbus._policy import NO_RETRY, RetryPolicy
 from eventbus._producer import KafkaProducer, close_producer, get_producer
@@ -67,6 +68,7 @@ __all__ = [
     "encode_event",
     "ensure_topics",
     "get_producer",
+    "group_name",
     "normalise",
     "retry_topic",
     "topic_domain",

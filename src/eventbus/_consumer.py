@@ -351,6 +351,27 @@ class KafkaConsumer:
             raise LifecycleError("KafkaConsumer is not started; call await consumer.start()")
         return self._client
 
+    async def lag(self) -> dict[TopicPartition, int]:
+        """How many records of each assigned partition the group has not committed yet.
+
+        The partition's high watermark (from the last fetch) minus the group's committed
+        offset (0 when it never committed). Partitions whose high watermark is not known
+        yet are left out; a consumer that is not started has no lag to report.
+        """
+        client = self._client
+        if client is None:
+            return {}
+        out: dict[TopicPartition, int] = {}
+        for tp in sorted(client.assignment()):
+            high = client.highwater(tp)
+            if high is None:
+                continue
+            committed = self._committed.get(tp)
+            if committed is None:
+                committed = await client.committed(tp)
+            out[tp] = max(high - (committed or 0), 0)
+        return out
+
     # -- offsets ------------------------------------------------------------------------
     async def _commit(self, only: set[TopicPartition] | None = None) -> None:
         client = self._client

@@ -1,4 +1,4 @@
-"""The ``eventbus`` command line: ``broker start|stop|status|run``, ``topics``, ``dlq``."""
+"""The ``eventbus`` command line: ``broker``, ``topics list|apply``, ``dlq``."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 broker_app = typer.Typer(help="Run the embedded Kafka-protocol broker.", no_args_is_help=True)
-topics_app = typer.Typer(help="Inspect and create topics.", no_args_is_help=True)
+topics_app = typer.Typer(help="Inspect topics and apply a topic catalog.", no_args_is_help=True)
 dlq_app = typer.Typer(
     help="List, inspect and replay dead-letter records (redrive).", no_args_is_help=True
 )
@@ -160,6 +160,62 @@ def topics_list(
     for name in sorted(found):
         table.add_row(name, str(found[name]))
     console.print(table)
+
+
+@topics_app.command("apply")
+def topics_apply(
+    catalog_file: Annotated[
+        Path, typer.Argument(help="The catalog file (TOML; see eventbus.catalog).")
+    ],
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            "--layout",
+            envvar="KAFKA_TOPIC_LAYOUT",
+            help="domain (one topic per domain, the default) or event-type (also one per type).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the diff; change nothing.")
+    ] = False,
+    replication_factor: Annotated[
+        int | None,
+        typer.Option(
+            "--replication-factor",
+            min=1,
+            help="The most replicas any topic gets (1 for a single broker).",
+        ),
+    ] = None,
+    bootstrap_servers: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka address."
+        ),
+    ] = None,
+) -> None:
+    """Make the cluster's topics match a catalog file; idempotent.
+
+    Creates missing topics, adds partitions and sets configs (retention...). It never
+    removes partitions, deletes topics or changes a replication factor: those show as
+    '!' lines. --dry-run prints the same diff without changing anything.
+    """
+    from eventbus.catalog import apply_catalog, as_layout, load_catalog
+
+    try:
+        specs = load_catalog(catalog_file).specs(as_layout(layout), replication_factor)
+    except EventBusError as exc:
+        raise _fail(str(exc), 2) from exc
+    settings = _dlq_settings(bootstrap_servers, None)
+    plan = _run(apply_catalog(specs, settings=settings, dry_run=dry_run))
+    for line in plan.lines():
+        style = {"+": "green", "~": "yellow", "!": "red"}.get(line[:1])
+        console.print(f"[{style}]{line}[/]" if style else line, highlight=False)
+    if dry_run:
+        console.print("dry run: nothing changed")
+    elif plan.changes:
+        console.print(f"applied {plan.changes} change(s)")
+    else:
+        console.print("nothing to change")
 
 
 # -- dlq: redrive ---------------------------------------------------------------------

@@ -165,13 +165,38 @@ class EventBus:
             "error": self.last_error,
         }
 
+    async def lag(self) -> dict[str, dict[str, Any]]:
+        """Lag per consumer group: records not committed yet, in total and per partition.
+
+        ``{"<group>": {"total": 12, "partitions": {"user-queue[0]": 12}}}``, from each
+        started consumer's high watermarks and committed offsets
+        (:meth:`KafkaConsumer.lag`); consumers sharing a group are summed.
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for sub in self._subs:
+            consumer = sub.consumer
+            group = out.setdefault(consumer.group_id, {"total": 0, "partitions": {}})
+            for tp, behind in (await consumer.lag()).items():
+                group["partitions"][f"{tp.topic}[{tp.partition}]"] = behind
+                group["total"] += behind
+        return out
+
+    async def health_report(self) -> dict[str, Any]:
+        """:meth:`health` plus ``lag`` per consumer group (:meth:`lag`)."""
+        return {**self.health(), "lag": await self.lag()}
+
     def health_router(self, path: str = "/health") -> APIRouter:
-        """A router with ``GET path``: 200 when connected, 503 (degraded) otherwise."""
+        """A router with ``GET path``: 200 when connected, 503 (degraded) otherwise.
+
+        The body is ``{"status": "ok"|"degraded", "kafka": {connected, producer,
+        consumers, brokers, error, lag}}``.
+        """
         router = APIRouter()
 
         @router.get(path)
         async def health() -> JSONResponse:
-            body = {"status": "ok" if self.connected else "degraded", "kafka": self.health()}
+            kafka = await self.health_report()
+            body = {"status": "ok" if self.connected else "degraded", "kafka": kafka}
             return JSONResponse(body, status_code=200 if self.connected else 503)
 
         return router

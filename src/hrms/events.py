@@ -52,6 +52,10 @@ __all__ = [
     "AuditEvent",
     "ComplianceData",
     "ComplianceEvent",
+    "CrmData",
+    "CrmEvent",
+    "DocumentData",
+    "DocumentEvent",
     "EmployeeData",
     "EmployeeEvent",
     "EntityId",
@@ -62,15 +66,23 @@ __all__ = [
     "LowStockEvent",
     "NotificationData",
     "NotificationEvent",
+    "PayrollData",
+    "PayrollEvent",
+    "ServiceHealthData",
+    "SystemEvent",
     "UserData",
     "UserEvent",
     "create_attendance_event",
     "create_audit_event",
     "create_compliance_event",
+    "create_crm_event",
+    "create_document_event",
     "create_employee_event",
     "create_leave_event",
     "create_low_stock_event",
     "create_notification_event",
+    "create_payroll_event",
+    "create_system_event",
     "create_user_event",
     "days_of_stock_remaining",
     "low_stock_priority",
@@ -81,7 +93,9 @@ __all__ = [
 class EventType(StrEnum):
     """Every event type of the system, with its dotted wire value.
 
-    Seed 000 lists the HRMS types; seed 004 adds ``inventory.low_stock``. The member name
+    Seed 000 lists the HRMS types; seed 004 adds ``inventory.low_stock``; seed 002 adds
+    ``user.login``/``user.logout`` and the payroll, CRM, document and system (service
+    heartbeat) types. The member name
     (``USER_CREATED``) is registered as an alias of the value, so the kafkajs services of
     seed 002 (``createEvent('USER_CREATED', ...)``) are understood.
     """
@@ -92,6 +106,8 @@ class EventType(StrEnum):
     USER_SUSPENDED = "user.suspended"
     USER_ACTIVATED = "user.activated"
     USER_PASSWORD_CHANGED = "user.password_changed"  # noqa: S105 - an event name
+    USER_LOGIN = "user.login"
+    USER_LOGOUT = "user.logout"
 
     EMPLOYEE_CREATED = "employee.created"
     EMPLOYEE_UPDATED = "employee.updated"
@@ -119,6 +135,22 @@ class EventType(StrEnum):
     AUDIT_COMPLIANCE_ACTION = "audit.compliance.action"
 
     INVENTORY_LOW_STOCK = "inventory.low_stock"
+
+    PAYROLL_PROCESSED = "payroll.processed"
+    SALARY_CALCULATED = "salary.calculated"
+    PAYROLL_APPROVED = "payroll.approved"
+
+    CUSTOMER_CREATED = "customer.created"
+    CUSTOMER_UPDATED = "customer.updated"
+    ORDER_CREATED = "order.created"
+    ORDER_UPDATED = "order.updated"
+
+    DOCUMENT_UPLOADED = "document.uploaded"
+    DOCUMENT_APPROVED = "document.approved"
+    DOCUMENT_REJECTED = "document.rejected"
+
+    SERVICE_HEALTH = "service.health"
+    SERVICE_ERROR = "service.error"
 
     @property
     def domain(self) -> str:
@@ -381,6 +413,109 @@ class LowStockData(EventPayload):
     days_of_stock_remaining: Annotated[float | None, Field(ge=0)] = None
 
 
+class PayrollData(EventPayload):
+    """A payroll run or salary calculation (``payroll.*``, ``salary.calculated``; seed 002).
+
+    Attributes:
+        employee_id: the employee paid, for one employee's salary.
+        payroll_id: the payroll run.
+        period: the pay period, e.g. ``"2025-11"``.
+        gross_amount: the gross amount.
+        net_amount: the net amount.
+        currency: e.g. ``"EUR"``.
+        status: e.g. ``"processed"``.
+        approver_id: who approved the run.
+    """
+
+    aggregate_key: ClassVar[str | None] = "payroll_id"
+
+    employee_id: EntityId | None = None
+    payroll_id: EntityId | None = None
+    period: str | None = None
+    gross_amount: Annotated[float | None, _EMPLOYEE_PII, Field(ge=0)] = None
+    net_amount: Annotated[float | None, _EMPLOYEE_PII, Field(ge=0)] = None
+    currency: str | None = None
+    status: str | None = None
+    approver_id: EntityId | None = None
+
+    def key(self) -> str | None:
+        """Return the payroll run, or the employee when there is no run."""
+        value = self.payroll_id if self.payroll_id is not None else self.employee_id
+        return None if value is None else str(value)
+
+
+class CrmData(EventPayload):
+    """A customer or customer order change (``customer.*``, ``order.*``; seed 002's CRM).
+
+    Keyed by the customer, so one customer's changes and orders stay in order.
+
+    Attributes:
+        customer_id: the customer.
+        order_id: the order, for ``order.*``.
+        name: the customer's name.
+        email: the customer's e-mail address.
+        status: e.g. ``"active"`` or ``"confirmed"``.
+        total_amount: the order total.
+    """
+
+    aggregate_key: ClassVar[str | None] = "customer_id"
+
+    customer_id: EntityId
+    order_id: EntityId | None = None
+    name: Annotated[str | None, PersonalData(subject="customer_id")] = None
+    email: Annotated[str | None, PersonalData(subject="customer_id")] = None
+    status: str | None = None
+    total_amount: Annotated[float | None, Field(ge=0)] = None
+
+
+class DocumentData(EventPayload):
+    """An HR document's review (``document.*``; seed 002).
+
+    Attributes:
+        document_id: the document.
+        employee_id: whose document it is.
+        title: the document's title.
+        document_type: e.g. ``"contract"``.
+        status: e.g. ``"approved"``.
+        reviewer_id: who approved or rejected it.
+        reason: why it was rejected.
+    """
+
+    aggregate_key: ClassVar[str | None] = "document_id"
+
+    document_id: EntityId
+    employee_id: EntityId | None = None
+    title: str | None = None
+    document_type: str | None = None
+    status: str | None = None
+    reviewer_id: EntityId | None = None
+    reason: Annotated[str | None, _EMPLOYEE_PII] = None
+
+
+class ServiceHealthData(EventPayload):
+    """A service's heartbeat or reported error (``service.*``; seed 002's system events).
+
+    Keyed by the service, so one service's heartbeats stay in order.
+
+    Attributes:
+        service: the service, e.g. ``"leaves"``.
+        status: ``"up"``, ``"degraded"`` or ``"error"``.
+        instance: which replica (host and process).
+        uptime_s: seconds since the replica started.
+        error: what went wrong, for ``service.error``.
+        details: further checks, e.g. ``{"outbox_backlog": 0}``.
+    """
+
+    aggregate_key: ClassVar[str | None] = "service"
+
+    service: Annotated[str, Field(min_length=1)]
+    status: str = "up"
+    instance: str | None = None
+    uptime_s: Annotated[float | None, Field(ge=0)] = None
+    error: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
 # --------------------------------------------------------------------------- envelopes
 
 
@@ -432,6 +567,30 @@ class LowStockEvent(BaseEvent):
     data: LowStockData
 
 
+class PayrollEvent(BaseEvent):
+    """A ``payroll.*`` or ``salary.calculated`` event."""
+
+    data: PayrollData
+
+
+class CrmEvent(BaseEvent):
+    """A ``customer.*`` or ``order.*`` event."""
+
+    data: CrmData
+
+
+class DocumentEvent(BaseEvent):
+    """A ``document.*`` event."""
+
+    data: DocumentData
+
+
+class SystemEvent(BaseEvent):
+    """A ``service.*`` event: a heartbeat (``service.health``) or an error."""
+
+    data: ServiceHealthData
+
+
 _DOMAIN_MODELS: Final[dict[str, type[BaseEvent]]] = {
     "user": UserEvent,
     "employee": EmployeeEvent,
@@ -439,6 +598,12 @@ _DOMAIN_MODELS: Final[dict[str, type[BaseEvent]]] = {
     "attendance": AttendanceEvent,
     "compliance": ComplianceEvent,
     "audit": AuditEvent,
+    "payroll": PayrollEvent,
+    "salary": PayrollEvent,
+    "customer": CrmEvent,
+    "order": CrmEvent,
+    "document": DocumentEvent,
+    "service": SystemEvent,
 }
 
 EVENT_MODELS: Final = MappingProxyType(
@@ -491,15 +656,19 @@ def register_catalog(registry: EventRegistry = default_registry) -> EventRegistr
 _E = TypeVar("_E", bound=BaseEvent)
 
 
-def _member(event_type: EventType | str, domain: str, factory: str) -> EventType:
-    """Resolve ``event_type`` (member, wire value or member name) within ``domain``."""
+def _member(event_type: EventType | str, domain: str, factory: str, *others: str) -> EventType:
+    """Resolve ``event_type`` (member, wire value or member name) within ``domain``.
+
+    ``others`` are further type prefixes of the domain (``salary`` for ``payroll``).
+    """
     member: EventType | None
     try:
         member = EventType(event_type)
     except ValueError:
         member = EventType.__members__.get(str(event_type))
-    if member is None or member.domain != domain:
-        raise ValueError(f"{factory}() needs a {domain}.* event type, got {str(event_type)!r}")
+    if member is None or member.domain not in (domain, *others):
+        wanted = " or ".join(f"{d}.*" for d in (domain, *others))
+        raise ValueError(f"{factory}() needs a {wanted} event type, got {str(event_type)!r}")
     return member
 
 
@@ -917,6 +1086,211 @@ def create_compliance_event(
     )
     return _envelope(
         ComplianceEvent, member, source_service, data, correlation_id, causation_id, tenant_id
+    )
+
+
+def create_payroll_event(
+    source_service: str,
+    event_type: EventType | str = EventType.PAYROLL_PROCESSED,
+    payroll_id: EntityId | None = None,
+    employee_id: EntityId | None = None,
+    period: str | None = None,
+    gross_amount: float | None = None,
+    net_amount: float | None = None,
+    currency: str | None = None,
+    status: str | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    tenant_id: str | None = None,
+    **extra: Any,
+) -> PayrollEvent:
+    """Build a ``payroll.*`` or ``salary.calculated`` event (seed 002).
+
+    Args:
+        source_service: the sending service.
+        event_type: ``payroll.processed`` (default), ``payroll.approved`` or
+            ``salary.calculated``.
+        payroll_id: the payroll run.
+        employee_id: the employee, for one salary.
+        period: the pay period, e.g. ``"2025-11"``.
+        gross_amount: the gross amount.
+        net_amount: the net amount.
+        currency: e.g. ``"EUR"``.
+        status: e.g. ``"processed"``.
+        correlation_id: the id tying related events together.
+        causation_id: the id of the event that caused this one.
+        tenant_id: the tenant, in multi-tenant deployments.
+        **extra: further payload fields (``approver_id``...).
+
+    Returns:
+        The event.
+
+    Raises:
+        ValueError: not a payroll event type, or a field is invalid.
+    """
+    member = _member(event_type, "payroll", "create_payroll_event", "salary")
+    data = PayrollData(
+        payroll_id=payroll_id,
+        employee_id=employee_id,
+        period=period,
+        gross_amount=gross_amount,
+        net_amount=net_amount,
+        currency=currency,
+        status=status,
+        **extra,
+    )
+    return _envelope(
+        PayrollEvent, member, source_service, data, correlation_id, causation_id, tenant_id
+    )
+
+
+def create_crm_event(
+    source_service: str,
+    customer_id: EntityId,
+    event_type: EventType | str = EventType.CUSTOMER_CREATED,
+    order_id: EntityId | None = None,
+    name: str | None = None,
+    email: str | None = None,
+    status: str | None = None,
+    total_amount: float | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    tenant_id: str | None = None,
+    **extra: Any,
+) -> CrmEvent:
+    """Build a ``customer.*`` or ``order.*`` event (seed 002's CRM events).
+
+    Args:
+        source_service: the sending service.
+        customer_id: the customer.
+        event_type: a ``customer.*`` or ``order.*`` type; ``customer.created`` by default.
+        order_id: the order, for ``order.*``.
+        name: the customer's name.
+        email: the customer's e-mail address.
+        status: e.g. ``"active"``.
+        total_amount: the order total.
+        correlation_id: the id tying related events together.
+        causation_id: the id of the event that caused this one.
+        tenant_id: the tenant, in multi-tenant deployments.
+        **extra: further payload fields.
+
+    Returns:
+        The event.
+
+    Raises:
+        ValueError: not a CRM event type, or a field is invalid.
+    """
+    member = _member(event_type, "customer", "create_crm_event", "order")
+    data = CrmData(
+        customer_id=customer_id,
+        order_id=order_id,
+        name=name,
+        email=email,
+        status=status,
+        total_amount=total_amount,
+        **extra,
+    )
+    return _envelope(
+        CrmEvent, member, source_service, data, correlation_id, causation_id, tenant_id
+    )
+
+
+def create_document_event(
+    source_service: str,
+    document_id: EntityId,
+    event_type: EventType | str = EventType.DOCUMENT_UPLOADED,
+    employee_id: EntityId | None = None,
+    title: str | None = None,
+    document_type: str | None = None,
+    status: str | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    tenant_id: str | None = None,
+    **extra: Any,
+) -> DocumentEvent:
+    """Build a ``document.*`` event (seed 002).
+
+    Args:
+        source_service: the sending service.
+        document_id: the document.
+        event_type: a ``document.*`` type; ``document.uploaded`` by default.
+        employee_id: whose document it is.
+        title: the document's title.
+        document_type: e.g. ``"contract"``.
+        status: e.g. ``"approved"``.
+        correlation_id: the id tying related events together.
+        causation_id: the id of the event that caused this one.
+        tenant_id: the tenant, in multi-tenant deployments.
+        **extra: further payload fields (``reviewer_id``, ``reason``).
+
+    Returns:
+        The event.
+
+    Raises:
+        ValueError: not a ``document.*`` type, or a field is invalid.
+    """
+    member = _member(event_type, "document", "create_document_event")
+    data = DocumentData(
+        document_id=document_id,
+        employee_id=employee_id,
+        title=title,
+        document_type=document_type,
+        status=status,
+        **extra,
+    )
+    return _envelope(
+        DocumentEvent, member, source_service, data, correlation_id, causation_id, tenant_id
+    )
+
+
+def create_system_event(
+    source_service: str,
+    service: str,
+    event_type: EventType | str = EventType.SERVICE_HEALTH,
+    status: str = "up",
+    instance: str | None = None,
+    uptime_s: float | None = None,
+    error: str | None = None,
+    details: dict[str, Any] | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    tenant_id: str | None = None,
+    **extra: Any,
+) -> SystemEvent:
+    """Build a ``service.health`` heartbeat or a ``service.error`` event (seed 002).
+
+    Args:
+        source_service: the sending service.
+        service: the service the event is about (usually the sender).
+        event_type: ``service.health`` (default) or ``service.error``.
+        status: ``"up"``, ``"degraded"`` or ``"error"``.
+        instance: which replica.
+        uptime_s: seconds since the replica started.
+        error: what went wrong.
+        details: further checks.
+        correlation_id: the id tying related events together.
+        causation_id: the id of the event that caused this one.
+        tenant_id: the tenant (heartbeats have none).
+        **extra: further payload fields.
+
+    Returns:
+        The event.
+
+    Raises:
+        ValueError: not a ``service.*`` type, or a field is invalid.
+    """
+    member = _member(event_type, "service", "create_system_event")
+    data = ServiceHealthData(
+        service=service,
+        status=status,
+        instance=instance,
+        uptime_s=uptime_s,
+        error=error,
+        details=dict(details or {}),
+        **extra,
+    )
+    return _envelope(
+        SystemEvent, member, source_service, data, correlation_id, causation_id, tenant_id
     )
 
 

@@ -1,10 +1,12 @@
-"""The HRMS/ERP topic layout, declared once.
+"""The HRMS/ERP topic layout, declared once: in ``hrms/catalog.toml``.
 
 Seed 003's Strimzi table fixes ``notification-queue``, ``audit-queue`` and their
 dead-letter topics; seed 001 names the domain queues (``employee-queue``,
 ``leave-queue``, ``attendance-queue``); seed 004 adds ``inventory-events`` and
-``sales-events``. Every domain topic has a dead-letter topic named by
-:func:`eventbus.dead_letter_topic` (``<domain>-dlq``).
+``sales-events``; seed 002 the payroll, CRM, document and system domains. Every domain
+topic has a dead-letter topic named by :func:`eventbus.dead_letter_topic`
+(``<domain>-dlq``). The catalog file also lists each domain's event types, for the
+event-type layout (see :mod:`hrms.routing`); this module gives the domain layout.
 
 Example::
 
@@ -17,26 +19,35 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib.resources
+import tomllib
 from typing import Final
 
 from eventbus import ConfigurationError, TopicSpec, dead_letter_topic
+from eventbus.catalog import Catalog, parse_catalog
 
 __all__ = [
     "ATTENDANCE_TOPIC",
     "AUDIT_TOPIC",
     "COMPLIANCE_TOPIC",
+    "CRM_TOPIC",
     "DEAD_LETTER_TOPICS",
+    "DOCUMENT_TOPIC",
     "DOMAIN_TOPICS",
     "EMPLOYEE_TOPIC",
     "EVENT_DOMAIN_TOPICS",
     "INVENTORY_TOPIC",
     "LEAVE_TOPIC",
     "NOTIFICATION_TOPIC",
+    "PAYROLL_TOPIC",
     "RETENTION_7_DAYS_MS",
     "RETENTION_30_DAYS_MS",
     "SALES_TOPIC",
+    "SYSTEM_TOPIC",
     "TOPICS",
     "USER_TOPIC",
+    "catalog",
     "topic_for",
     "topic_specs",
 ]
@@ -59,23 +70,29 @@ INVENTORY_TOPIC: Final = "inventory-events"
 """Inventory events such as ``inventory.low_stock`` (seed 004)."""
 SALES_TOPIC: Final = "sales-events"
 """Sales events (seed 004)."""
+PAYROLL_TOPIC: Final = "payroll-queue"
+"""Payroll events (``payroll.*``, ``salary.calculated``; seed 002)."""
+CRM_TOPIC: Final = "crm-events"
+"""CRM events (``customer.*``, ``order.*``; seed 002)."""
+DOCUMENT_TOPIC: Final = "document-queue"
+"""Document events (``document.*``; seed 002)."""
+SYSTEM_TOPIC: Final = "system-events"
+"""System events: every service's heartbeat (``service.health``) and errors (seed 002)."""
 
 RETENTION_7_DAYS_MS: Final = 7 * 24 * 60 * 60 * 1000
 """Seven days in milliseconds: the retention of the work queues."""
 RETENTION_30_DAYS_MS: Final = 30 * 24 * 60 * 60 * 1000
 """Thirty days in milliseconds: the retention of ``audit-queue`` and of every DLQ."""
 
-DOMAIN_TOPICS: Final[list[str]] = [
-    USER_TOPIC,
-    EMPLOYEE_TOPIC,
-    LEAVE_TOPIC,
-    ATTENDANCE_TOPIC,
-    COMPLIANCE_TOPIC,
-    NOTIFICATION_TOPIC,
-    AUDIT_TOPIC,
-    INVENTORY_TOPIC,
-    SALES_TOPIC,
-]
+
+@functools.cache
+def catalog() -> Catalog:
+    """The system's topic catalog, read from ``hrms/catalog.toml`` (once)."""
+    text = importlib.resources.files("hrms").joinpath("catalog.toml").read_text("utf-8")
+    return parse_catalog(tomllib.loads(text), "hrms/catalog.toml")
+
+
+DOMAIN_TOPICS: Final[list[str]] = [d.topic for d in catalog().domains.values()]
 """Every topic that carries business events (each has a dead-letter topic)."""
 
 DEAD_LETTER_TOPICS: Final[dict[str, str]] = {
@@ -92,41 +109,23 @@ EVENT_DOMAIN_TOPICS: Final[dict[str, str]] = {
     "audit": AUDIT_TOPIC,
     "inventory": INVENTORY_TOPIC,
     "sales": SALES_TOPIC,
+    "payroll": PAYROLL_TOPIC,
+    "salary": PAYROLL_TOPIC,
+    "customer": CRM_TOPIC,
+    "order": CRM_TOPIC,
+    "document": DOCUMENT_TOPIC,
+    "service": SYSTEM_TOPIC,
 }
 """Event-type domain (the part of the wire value before the first dot) -> its topic."""
 
 
-def _spec(name: str, partitions: int, replication_factor: int, retention_ms: int) -> TopicSpec:
-    return TopicSpec(
-        name=name,
-        partitions=partitions,
-        replication_factor=replication_factor,
-        configs={"retention.ms": str(retention_ms)},
-    )
-
-
-def _build_topics() -> dict[str, TopicSpec]:
-    specs: dict[str, TopicSpec] = {}
-    for topic in DOMAIN_TOPICS:
-        if topic == NOTIFICATION_TOPIC:
-            specs[topic] = _spec(topic, 3, 2, RETENTION_7_DAYS_MS)
-        elif topic == AUDIT_TOPIC:
-            specs[topic] = _spec(topic, 5, 3, RETENTION_30_DAYS_MS)
-        else:
-            specs[topic] = _spec(topic, 3, 3, RETENTION_7_DAYS_MS)
-    for topic in DOMAIN_TOPICS:
-        dlq = DEAD_LETTER_TOPICS[topic]
-        specs[dlq] = _spec(dlq, 1, 2, RETENTION_30_DAYS_MS)
-    return specs
-
-
-TOPICS: Final[dict[str, TopicSpec]] = _build_topics()
-"""Every topic of the system by name, with seed 003's partitions, replicas and retention.
+TOPICS: Final[dict[str, TopicSpec]] = {s.name: s for s in catalog().specs("domain")}
+"""Every topic of the domain layout by name, with seed 003's partitions, replicas and retention.
 
 ``notification-queue``: 3 partitions, 2 replicas, 7 days; ``audit-queue``: 5 partitions,
 3 replicas, 30 days; every ``<domain>-dlq``: 1 partition, 2 replicas, 30 days; the other
-domain topics: 3 partitions, 3 replicas, 7 days. Treat it as read-only; use
-:func:`topic_specs` to get specs to create.
+domain topics: 3 partitions, 3 replicas, 7 days (as ``hrms/catalog.toml`` declares them).
+Treat it as read-only; use :func:`topic_specs` to get specs to create.
 """
 
 

@@ -243,6 +243,7 @@ async def test_validation_errors_name_the_fields_and_duplicates_conflict(harness
 
 async def test_login_me_and_logout(harness: Harness) -> None:
     users = await harness.start("users")
+    seen = await harness.collect("user-queue")
     ada = await create_user(users, "ada@acme.test", role="manager", employee_id=42)
 
     response = await login(users, "ADA@acme.test", USER_PW)
@@ -278,6 +279,20 @@ async def test_login_me_and_logout(harness: Harness) -> None:
     assert "revoked" in refused.json()["detail"]
     fresh = bearer(await login(users, "ada@acme.test", USER_PW))
     assert (await users.http.get("/auth/me", headers=fresh)).status_code == 200
+
+    # seed 002's user.login and user.logout; failed logins emit none (they are audited)
+    await eventually(lambda: len(seen) >= 4, what="created, login, logout, login")
+    assert [e.event_type for e in seen] == [
+        "user.created",
+        "user.login",
+        "user.logout",
+        "user.login",
+    ]
+    logged_in, logged_out = seen[1], seen[2]
+    assert logged_in.data.user_id == logged_out.data.user_id == ada["id"]  # type: ignore[attr-defined]
+    assert logged_in.data.role == "manager"  # type: ignore[attr-defined]
+    assert logged_in.tenant_id == logged_out.tenant_id == "acme"
+    assert logged_in.default_key() == str(ada["id"])  # one user's sessions stay in order
     # a replica started later loads the revoked tokens: the old token stays refused there
     # (SQLite allows one outbox relay per database, so the second replica does not produce)
     replica = await harness.start("users", enable_producer=False)
@@ -306,8 +321,13 @@ async def test_suspended_user_cannot_log_in_until_activated(harness: Harness) ->
     assert activated.json()["status"] == "active"
     assert (await login(users, "bob@acme.test", USER_PW)).status_code == 200
 
-    await eventually(lambda: len(seen) >= 3, what="created, suspended, activated")
-    assert [e.event_type for e in seen] == ["user.created", "user.suspended", "user.activated"]
+    await eventually(lambda: len(seen) >= 4, what="created, suspended, activated, login")
+    assert [e.event_type for e in seen] == [
+        "user.created",
+        "user.suspended",
+        "user.activated",
+        "user.login",  # the refused logins are audited, not user.login
+    ]
     assert seen[1].data.status == "suspended"  # type: ignore[attr-defined]
 
 
@@ -457,8 +477,8 @@ async def test_bootstrap_admin_is_idempotent_and_works_before_start(
     token = bearer(await login(users, "boss@acme.test", ADMIN_PW))  # the first password stands
     me = (await users.http.get("/auth/me", headers=token)).json()
     assert (me["id"], me["role"], me["name"]) == (first, "admin", "The Boss")
-    await eventually(lambda: seen, what="user.created from the outbox")
-    assert [e.event_type for e in seen] == ["user.created"]
+    await eventually(lambda: len(seen) >= 2, what="user.created from the outbox, user.login")
+    assert [e.event_type for e in seen] == ["user.created", "user.login"]
 
     await create_user(users, "emp@acme.test")
     with pytest.raises(Exception, match="not an admin"):

@@ -23,6 +23,10 @@ from hrms.events import (
     AuditData,
     AuditEvent,
     ComplianceEvent,
+    CrmData,
+    CrmEvent,
+    DocumentData,
+    DocumentEvent,
     EmployeeData,
     EmployeeEvent,
     EventType,
@@ -32,15 +36,23 @@ from hrms.events import (
     LowStockEvent,
     NotificationData,
     NotificationEvent,
+    PayrollData,
+    PayrollEvent,
+    ServiceHealthData,
+    SystemEvent,
     UserData,
     UserEvent,
     create_attendance_event,
     create_audit_event,
     create_compliance_event,
+    create_crm_event,
+    create_document_event,
     create_employee_event,
     create_leave_event,
     create_low_stock_event,
     create_notification_event,
+    create_payroll_event,
+    create_system_event,
     create_user_event,
     low_stock_priority,
     register_catalog,
@@ -73,6 +85,8 @@ EXPECTED_TYPES = {
     "USER_SUSPENDED": "user.suspended",
     "USER_ACTIVATED": "user.activated",
     "USER_PASSWORD_CHANGED": "user.password_changed",
+    "USER_LOGIN": "user.login",
+    "USER_LOGOUT": "user.logout",
     "EMPLOYEE_CREATED": "employee.created",
     "EMPLOYEE_UPDATED": "employee.updated",
     "EMPLOYEE_TERMINATED": "employee.terminated",
@@ -94,11 +108,23 @@ EXPECTED_TYPES = {
     "AUDIT_ATTENDANCE_ACTION": "audit.attendance.action",
     "AUDIT_COMPLIANCE_ACTION": "audit.compliance.action",
     "INVENTORY_LOW_STOCK": "inventory.low_stock",
+    "PAYROLL_PROCESSED": "payroll.processed",
+    "SALARY_CALCULATED": "salary.calculated",
+    "PAYROLL_APPROVED": "payroll.approved",
+    "CUSTOMER_CREATED": "customer.created",
+    "CUSTOMER_UPDATED": "customer.updated",
+    "ORDER_CREATED": "order.created",
+    "ORDER_UPDATED": "order.updated",
+    "DOCUMENT_UPLOADED": "document.uploaded",
+    "DOCUMENT_APPROVED": "document.approved",
+    "DOCUMENT_REJECTED": "document.rejected",
+    "SERVICE_HEALTH": "service.health",
+    "SERVICE_ERROR": "service.error",
 }
 
 
-def test_event_types_are_the_seeds_27_with_their_wire_values() -> None:
-    assert len(EventType) == 27
+def test_event_types_are_the_seeds_41_with_their_wire_values() -> None:
+    assert len(EventType) == 41
     assert {m.name: m.value for m in EventType} == EXPECTED_TYPES
     assert str(EventType.USER_CREATED) == "user.created"
     assert EventType("audit.user.action") is EventType.AUDIT_USER_ACTION
@@ -255,6 +281,66 @@ FACTORY_CASES: list[tuple[str, Builder, type[BaseEvent], str | None, str]] = [
 ]
 
 
+FACTORY_CASES += [
+    (
+        "payroll",
+        lambda: create_payroll_event(
+            source_service="payroll-service",
+            event_type=EventType.SALARY_CALCULATED,
+            employee_id=7,
+            period="2025-11",
+            gross_amount=5000.0,
+            net_amount=3600.0,
+            currency="EUR",
+        ),
+        PayrollEvent,
+        "7",
+        topics.PAYROLL_TOPIC,
+    ),
+    (
+        "crm",
+        lambda: create_crm_event(
+            source_service="crm-service",
+            event_type=EventType.ORDER_CREATED,
+            customer_id="CUS-1",
+            order_id="ORD-9",
+            total_amount=250.0,
+            status="confirmed",
+        ),
+        CrmEvent,
+        "CUS-1",
+        topics.CRM_TOPIC,
+    ),
+    (
+        "document",
+        lambda: create_document_event(
+            source_service="document-service",
+            event_type=EventType.DOCUMENT_REJECTED,
+            document_id=12,
+            employee_id=7,
+            title="Contract",
+            status="rejected",
+            reason="unsigned",
+        ),
+        DocumentEvent,
+        "12",
+        topics.DOCUMENT_TOPIC,
+    ),
+    (
+        "system",
+        lambda: create_system_event(
+            source_service="leave-management-service",
+            service="leaves",
+            uptime_s=12.5,
+            details={"outbox_backlog": 0},
+        ),
+        SystemEvent,
+        "leaves",
+        topics.SYSTEM_TOPIC,
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("build", "model", "key", "topic"),
     [pytest.param(*case[1:], id=case[0]) for case in FACTORY_CASES],
@@ -292,6 +378,10 @@ MINIMAL_ARGS: list[tuple[Callable[..., BaseEvent], dict[str, object]]] = [
     (create_leave_event, {"leave_id": 1, "employee_id": 1}),
     (create_attendance_event, {"employee_id": 1}),
     (create_compliance_event, {"event_type": EventType.COMPLIANCE_ALERT}),
+    (create_payroll_event, {}),
+    (create_crm_event, {"customer_id": 1}),
+    (create_document_event, {"document_id": 1}),
+    (create_system_event, {"service": "svc"}),
     (
         create_low_stock_event,
         {
@@ -568,6 +658,12 @@ def test_models_by_domain() -> None:
         "compliance": ComplianceEvent,
         "audit": AuditEvent,
         "inventory": LowStockEvent,
+        "payroll": PayrollEvent,
+        "salary": PayrollEvent,
+        "customer": CrmEvent,
+        "order": CrmEvent,
+        "document": DocumentEvent,
+        "service": SystemEvent,
     }
     for member, model in catalog.EVENT_MODELS.items():
         assert model is expected[member.domain]
@@ -589,7 +685,19 @@ def test_personal_fields_are_marked() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [NotificationData, AuditData, UserData, EmployeeData, LeaveData, AttendanceData, LowStockData],
+    [
+        NotificationData,
+        AuditData,
+        UserData,
+        EmployeeData,
+        LeaveData,
+        AttendanceData,
+        LowStockData,
+        PayrollData,
+        CrmData,
+        DocumentData,
+        ServiceHealthData,
+    ],
     ids=lambda p: p.__name__,
 )
 def test_personal_subjects_and_aggregate_keys_name_real_fields(
@@ -617,7 +725,11 @@ def test_topic_names() -> None:
     assert topics.AUDIT_TOPIC == "audit-queue"
     assert topics.INVENTORY_TOPIC == "inventory-events"
     assert topics.SALES_TOPIC == "sales-events"
-    assert len(topics.DOMAIN_TOPICS) == len(set(topics.DOMAIN_TOPICS)) == 9
+    assert topics.PAYROLL_TOPIC == "payroll-queue"
+    assert topics.CRM_TOPIC == "crm-events"
+    assert topics.DOCUMENT_TOPIC == "document-queue"
+    assert topics.SYSTEM_TOPIC == "system-events"
+    assert len(topics.DOMAIN_TOPICS) == len(set(topics.DOMAIN_TOPICS)) == 13
 
 
 @pytest.mark.parametrize(
@@ -634,6 +746,11 @@ def test_topic_names() -> None:
         ("compliance-queue", 3, 3, SEVEN_DAYS_MS),
         ("inventory-events", 3, 3, SEVEN_DAYS_MS),
         ("sales-events", 3, 3, SEVEN_DAYS_MS),
+        ("payroll-queue", 3, 3, SEVEN_DAYS_MS),
+        ("crm-events", 3, 3, SEVEN_DAYS_MS),
+        ("document-queue", 3, 3, SEVEN_DAYS_MS),
+        ("system-events", 3, 3, SEVEN_DAYS_MS),
+        ("system-dlq", 1, 2, THIRTY_DAYS_MS),
     ],
 )
 def test_topic_specs_match_seed_003(
@@ -658,6 +775,10 @@ def test_every_domain_topic_has_a_dlq() -> None:
         "audit-dlq",
         "inventory-dlq",
         "sales-dlq",
+        "payroll-dlq",
+        "crm-dlq",
+        "document-dlq",
+        "system-dlq",
     }
     for topic in topics.DOMAIN_TOPICS:
         dlq = dead_letter_topic(topic)
@@ -700,6 +821,73 @@ def test_topic_for_routes_by_domain() -> None:
     assert topics.topic_for(EventType.COMPLIANCE_ALERT) == "compliance-queue"
     assert topics.topic_for(EventType.AUDIT_LEAVE_ACTION) == "audit-queue"
     assert topics.topic_for(EventType.INVENTORY_LOW_STOCK) == "inventory-events"
-    for bad in ("payroll.processed", "USER_CREATED", ""):
+    assert topics.topic_for(EventType.SALARY_CALCULATED) == "payroll-queue"
+    assert topics.topic_for(EventType.ORDER_CREATED) == "crm-events"
+    assert topics.topic_for(EventType.DOCUMENT_REJECTED) == "document-queue"
+    assert topics.topic_for(EventType.SERVICE_HEALTH) == "system-events"
+    for bad in ("benefits.enrolled", "USER_CREATED", ""):
         with pytest.raises(ValueError, match="no topic"):
             topics.topic_for(bad)
+
+
+# --------------------------------------------------------------------------- seed 002's catalog
+
+SEED_002_TOPICS = {
+    "user": ["user.created", "user.updated", "user.deleted", "user.login", "user.logout"],
+    "employee": ["employee.created", "employee.updated", "employee.deleted", "employee.transfer"],
+    "attendance": ["attendance.checkin", "attendance.checkout", "attendance.approved"],
+    "payroll": ["payroll.processed", "salary.calculated", "payroll.approved"],
+    "crm": ["customer.created", "customer.updated", "order.created", "order.updated"],
+    "sales": ["sale.created", "sale.completed", "sale.cancelled"],
+    "inventory": ["inventory.stock.updated", "product.created", "product.updated"],
+    "notification": ["notification.sent", "email.sent", "sms.sent"],
+    "document": ["document.uploaded", "document.approved", "document.rejected"],
+    "audit": ["audit.log", "security.event"],
+    "system": ["service.health", "service.error"],
+}
+
+
+def test_the_catalog_declares_every_topic_seed_002_names() -> None:
+    catalog_ = topics.catalog()
+    event_topics = {s.name for s in catalog_.specs("event-type")}
+    for domain, names in SEED_002_TOPICS.items():
+        assert set(names) <= set(catalog_.domains[domain].events), domain
+        assert set(names) <= event_topics
+    assert len(SEED_002_TOPICS) == 11
+    assert set(catalog_.domains) == set(SEED_002_TOPICS) | {"leave", "compliance"}
+
+
+def _emitted_types() -> set[str]:
+    """Every event type the services emit: the shared catalog's and the services' own."""
+    from hrms.services.inventory import events as inventory
+    from hrms.services.sales import events as sales
+
+    local = {
+        value
+        for module in (inventory, sales)
+        for name, value in vars(module).items()
+        if name.isupper() and isinstance(value, str) and "." in value and name != "SOURCE"
+    }
+    return {m.value for m in EventType} | local
+
+
+def test_every_emitted_event_type_has_its_own_topic_in_its_domain() -> None:
+    catalog_ = topics.catalog()
+    for event_type in sorted(_emitted_types()):
+        domain = catalog_.domain_of_type(event_type)
+        assert domain is not None, f"{event_type} is not in hrms/catalog.toml"
+        # the domain layout's topic of the type is the one topic_for gives
+        assert domain.topic == topics.topic_for(event_type), event_type
+
+
+def test_topics_come_from_the_catalog_file() -> None:
+    catalog_ = topics.catalog()
+    assert {s.name: s for s in catalog_.specs("domain")} == topics.TOPICS
+    assert [d.topic for d in catalog_.domains.values()] == topics.DOMAIN_TOPICS
+    for domain in catalog_.domains.values():
+        assert domain.dead_letter is not None
+        assert domain.dead_letter.name == topics.DEAD_LETTER_TOPICS[domain.topic]
+    # 13 domain topics, 13 dead-letter topics; the event-type layout adds one per type
+    assert len(catalog_.specs("domain")) == 26
+    events = sum(len(d.events) for d in catalog_.domains.values())
+    assert len(catalog_.specs("event-type")) == 26 + events

@@ -26,7 +26,8 @@ from typing import Any, cast
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as AioTP
 from aiokafka.abc import AbstractTokenProvider
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     IllegalStateError,
     InvalidProducerEpoch,
@@ -47,10 +48,11 @@ from eventbus._transport.base import (
     ProducerConfig,
     Record,
     RecordMetadata,
+    TopicDescription,
     TopicPartition,
     TopicSpec,
 )
-from eventbus.errors import BrokerUnavailableError, PublishError
+from eventbus.errors import BrokerError, BrokerUnavailableError, PublishError
 from eventbus.settings import KafkaSettings
 
 logger = logging.getLogger("eventbus.transport.aiokafka")
@@ -422,6 +424,68 @@ class AiokafkaAdmin:
             for t in meta
             if not t["topic"].startswith("__") and t.get("error_code", 0) == 0
         }
+
+    async def _topic_configs(self, names: Sequence[str]) -> dict[str, list[Any]]:
+        """Each topic's config entries, as DescribeConfigs returns them."""
+        responses = await self._admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        )
+        out: dict[str, list[Any]] = {}
+        for response in responses:
+            for error_code, error_message, _kind, name, entries in response.resources:
+                if error_code:
+                    raise BrokerError(f"cannot read the configs of topic {name}: {error_message}")
+                out[name] = list(entries)
+        return out
+
+    async def describe_topics(self, names: Sequence[str]) -> dict[str, TopicDescription]:
+        # Metadata for a missing name may create it (auto-create): ask for existing ones only.
+        meta = await self._admin.describe_topics()
+        found = {
+            t["topic"]: t for t in meta if t["topic"] in set(names) and t.get("error_code", 0) == 0
+        }
+        if not found:
+            return {}
+        configs = await self._topic_configs(list(found))
+        return {
+            name: TopicDescription(
+                name,
+                len(t["partitions"]),
+                max((len(p["replicas"]) for p in t["partitions"]), default=0),
+                {e[0]: e[1] for e in configs.get(name, []) if e[1] is not None},
+            )
+            for name, t in found.items()
+        }
+
+    async def create_partitions(self, counts: dict[str, int]) -> None:
+        if counts:
+            await self._admin.create_partitions(
+                {name: NewPartitions(total) for name, total in counts.items()}
+            )
+
+    async def alter_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        # AlterConfigs replaces every topic-level config: send the current ones too.
+        entries = (await self._topic_configs([name])).get(name, [])
+        current = {e[0]: e[1] for e in entries if _is_topic_override(e)}
+        responses = await self._admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, {**current, **configs})]
+        )
+        for response in responses:
+            for error_code, error_message, *_ in response.resources:
+                if error_code:
+                    raise BrokerError(f"cannot change the configs of topic {name}: {error_message}")
+
+
+def _is_topic_override(entry: Any) -> bool:
+    """Whether a DescribeConfigs entry is set on the topic itself (not a default).
+
+    Version 0 entries are ``(name, value, read_only, is_default, is_sensitive)``; later
+    ones ``(name, value, read_only, source, is_sensitive, synonyms)`` with source 1 for
+    a topic's own (dynamic) config.
+    """
+    if len(entry) == 5:
+        return not entry[3]
+    return bool(entry[3] == 1)
 
 
 class AiokafkaTransport:

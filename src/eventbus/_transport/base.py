@@ -57,6 +57,17 @@ class TopicSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TopicDescription:
+    """A topic as the cluster has it: partitions, replication and configs."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: dict[str, str] = field(default_factory=dict)
+    """The topic's configs as the broker reports them (its defaults included)."""
+
+
+@dataclass(frozen=True, slots=True)
 class OutgoingRecord:
     """A record to write as part of a transaction."""
 
@@ -173,6 +184,15 @@ class AdminTransport(Protocol):
 
     async def list_topics(self) -> dict[str, int]:
         """Topic name -> partition count."""
+
+    async def describe_topics(self, names: Sequence[str]) -> dict[str, TopicDescription]:
+        """The topics of ``names`` that exist, with partitions, replication and configs."""
+
+    async def create_partitions(self, counts: dict[str, int]) -> None:
+        """Grow each topic of ``counts`` to that total number of partitions."""
+
+    async def alter_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        """Set ``configs`` on topic ``name``; its other topic-level configs are kept."""
 
 
 @dataclass(frozen=True, slots=True)

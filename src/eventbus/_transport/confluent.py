@@ -33,7 +33,15 @@ from typing import Any, TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka import TopicPartition as KafkaTopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
 
 from eventbus._transport.base import (
     ConsumerConfig,
@@ -42,6 +50,7 @@ from eventbus._transport.base import (
     ProducerConfig,
     Record,
     RecordMetadata,
+    TopicDescription,
     TopicPartition,
     TopicSpec,
 )
@@ -551,6 +560,68 @@ class ConfluentAdmin:
             for name, t in meta.topics.items()
             if not name.startswith("__") and t.error is None
         }
+
+    async def describe_topics(self, names: Sequence[str]) -> dict[str, TopicDescription]:
+        loop = asyncio.get_running_loop()
+        meta = await loop.run_in_executor(
+            None, partial(self._admin.list_topics, timeout=self._settings.connect_timeout_s)
+        )
+        found = {n: t for n, t in meta.topics.items() if n in set(names) and t.error is None}
+        if not found:
+            return {}
+        futures = self._admin.describe_configs(
+            [ConfigResource(ResourceType.TOPIC, name) for name in found],
+            request_timeout=self._settings.connect_timeout_s,
+        )
+        configs: dict[str, dict[str, str]] = {}
+        for resource, fut in futures.items():
+            try:
+                entries = await asyncio.wrap_future(fut)
+            except KafkaException as exc:
+                raise BrokerError(
+                    f"cannot read the configs of topic {resource.name}: {exc}"
+                ) from exc
+            configs[resource.name] = {k: e.value for k, e in entries.items() if e.value is not None}
+        return {
+            name: TopicDescription(
+                name,
+                len(t.partitions),
+                max((len(p.replicas) for p in t.partitions.values()), default=0),
+                configs.get(name, {}),
+            )
+            for name, t in found.items()
+        }
+
+    async def create_partitions(self, counts: dict[str, int]) -> None:
+        if not counts:
+            return
+        futures = self._admin.create_partitions(
+            [NewPartitions(name, total) for name, total in counts.items()],
+            operation_timeout=self._settings.connect_timeout_s,
+        )
+        for name, fut in futures.items():
+            try:
+                await asyncio.wrap_future(fut)
+            except KafkaException as exc:
+                raise BrokerError(f"cannot add partitions to {name}: {exc}") from exc
+
+    async def alter_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        resource = ConfigResource(
+            ResourceType.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in configs.items()
+            ],
+        )
+        futures = self._admin.incremental_alter_configs(
+            [resource], request_timeout=self._settings.connect_timeout_s
+        )
+        for fut in futures.values():
+            try:
+                await asyncio.wrap_future(fut)
+            except KafkaException as exc:
+                raise BrokerError(f"cannot change the configs of topic {name}: {exc}") from exc
 
 
 class ConfluentTransport:

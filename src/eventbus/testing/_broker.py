@@ -23,6 +23,7 @@ from eventbus._transport.base import (
     ProducerConfig,
     Record,
     RecordMetadata,
+    TopicDescription,
     TopicPartition,
     TopicSpec,
 )
@@ -49,6 +50,10 @@ class MemoryBroker:
     def __init__(self, default_partitions: int = 1) -> None:
         self.default_partitions = default_partitions
         self.topics: dict[str, list[list[Record]]] = {}
+        self.topic_configs: dict[str, dict[str, str]] = {}
+        """Each topic's own configs (``retention.ms``...), as created or altered."""
+        self.replication: dict[str, int] = {}
+        """Each created topic's replication factor (kept, not enforced)."""
         self.groups: dict[str, _Group] = {}
         self.available = True
         self.fail_sends = 0
@@ -359,8 +364,41 @@ class MemoryAdmin:
     async def create_topics(self, specs: Sequence[TopicSpec]) -> list[str]:
         created = [s.name for s in specs if s.name not in self._broker.topics]
         for spec in specs:
+            if spec.name in created:
+                self._broker.topic_configs[spec.name] = dict(spec.configs)
+                self._broker.replication[spec.name] = spec.replication_factor
             self._broker.create_topic(spec.name, spec.partitions)
         return created
 
     async def list_topics(self) -> dict[str, int]:
         return {name: len(parts) for name, parts in self._broker.topics.items()}
+
+    async def describe_topics(self, names: Sequence[str]) -> dict[str, TopicDescription]:
+        broker = self._broker
+        return {
+            name: TopicDescription(
+                name,
+                len(broker.topics[name]),
+                broker.replication.get(name, 1),
+                dict(broker.topic_configs.get(name, {})),
+            )
+            for name in names
+            if name in broker.topics
+        }
+
+    async def create_partitions(self, counts: dict[str, int]) -> None:
+        broker = self._broker
+        for name, total in counts.items():
+            parts = broker.topics.get(name)
+            if parts is None:
+                raise BrokerError(f"UnknownTopicOrPartition: {name}")
+            if total <= len(parts):
+                raise BrokerError(
+                    f"InvalidPartitions: {name} has {len(parts)} partitions, asked for {total}"
+                )
+            parts.extend([] for _ in range(total - len(parts)))
+
+    async def alter_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        if name not in self._broker.topics:
+            raise BrokerError(f"UnknownTopicOrPartition: {name}")
+        self._broker.topic_configs.setdefault(name, {}).update(configs)

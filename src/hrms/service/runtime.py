@@ -22,6 +22,9 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
+import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +45,8 @@ from eventbus.fastapi import EventBus
 from eventbus.inbox import Inbox
 from eventbus.outbox import Outbox, OutboxRelay
 from eventbus.settings import load_settings
-from hrms.events import register_catalog
+from hrms.events import create_system_event, register_catalog
+from hrms.routing import TopicRouter
 from hrms.service import context
 from hrms.service.auth import TokenIssuer
 from hrms.service.errors import install_error_handlers
@@ -129,6 +133,9 @@ class Service:
         self.relay: OutboxRelay | None = None
         self.bus: EventBus | None = None
         self.kafka_consumers: list[KafkaConsumer] = []
+        self.router = TopicRouter.from_settings(self.settings)
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._beat_stop = asyncio.Event()
 
     # -- building ---------------------------------------------------------------------------
     def include(self, router: APIRouter) -> None:
@@ -178,6 +185,9 @@ class Service:
     ) -> None:
         """Add ``event`` to the outbox in ``session``'s transaction.
 
+        ``topic`` is the domain topic (``settings.user_topic``); the deployment's layout
+        decides where the event really goes (:meth:`hrms.routing.TopicRouter.route`).
+        ``key`` is the partition key (the event's own key, e.g. its user id, by default).
         With ``KAFKA_ENABLE_PRODUCER=false`` nothing is published (seed 001's switch): the
         event is logged and dropped, as the seed's services did.
         """
@@ -185,6 +195,7 @@ class Service:
         if self.producer is None:
             logger.info("producer disabled: %s %s not published", event.event_type, event.event_id)
             return
+        topic = self.router.route(event, topic)
         await self.outbox.add(session, topic, event, key)
         logger.info("%s %s -> outbox (%s)", event.event_type, event.event_id, topic)
 
@@ -202,10 +213,11 @@ class Service:
         for spec in self._consumers:
             consumer = KafkaConsumer(
                 group_id=spec.group,
-                topics=list(spec.topics),
+                topics=self.router.topics_for(spec.topics),
                 settings=self.kafka,
                 transport=self.transport,
                 concurrency=spec.concurrency,
+                dead_letter_topic=self.router.dead_letter_topic,
             )
             self.kafka_consumers.append(consumer)
             if spec.batch_size is None:
@@ -219,6 +231,9 @@ class Service:
             self.relay = OutboxRelay(self.outbox, self.engine, self.producer, poll_interval_s=0.5)
             await self.relay.start()
         await self.bus.start()
+        if self.producer is not None and self.settings.heartbeat_interval_s > 0:
+            self._beat_stop = asyncio.Event()
+            self._heartbeat = asyncio.create_task(self._beat(), name=f"{self.name}-heartbeat")
         for hook in self.on_start:
             await hook()
         logger.info("%s service started", self.name)
@@ -227,6 +242,13 @@ class Service:
         """Stop consumers, the relay and the producer; close the database."""
         for hook in self.on_stop:
             await hook()
+        if self._heartbeat is not None:
+            # A flag, not only cancel(): Python 3.11's wait_for (in a send) can swallow it.
+            self._beat_stop.set()
+            done, _ = await asyncio.wait([self._heartbeat], timeout=5.0)
+            if not done:
+                await wait_stopped([self._heartbeat])
+            self._heartbeat = None
         if self.bus is not None:
             await self.bus.stop()
         if self.relay is not None:
@@ -235,6 +257,34 @@ class Service:
             await self.producer.stop()
         await self.engine.dispose()
         self.kafka_consumers.clear()
+
+    async def _beat(self) -> None:
+        """Publish a ``service.health`` heartbeat now and every ``heartbeat_interval_s``.
+
+        Straight through the producer, not the outbox: a beat that cannot be sent now is
+        worth nothing later. Beats are skipped while the producer is not connected.
+        """
+        assert self.producer is not None
+        started = time.monotonic()
+        instance = f"{socket.gethostname()}:{os.getpid()}"
+        interval = self.settings.heartbeat_interval_s
+        stop = self._beat_stop
+        while not stop.is_set():
+            if not self.producer.is_started:  # the relay is still connecting it
+                await _wait_for_event(stop, min(interval, 1.0))
+                continue
+            event = create_system_event(
+                self.kafka.client_id,
+                service=self.name,
+                status="up" if self.bus is not None and self.bus.connected else "degraded",
+                instance=instance,
+                uptime_s=round(time.monotonic() - started, 3),
+            )
+            try:
+                await self.producer.send_event(self.router.route(event), event)
+            except Exception:  # a lost beat must not end the beating
+                logger.exception("heartbeat of %s not sent", self.name)
+            await _wait_for_event(stop, interval)
 
     def _single(
         self, handler: EventHandler
@@ -283,7 +333,12 @@ class Service:
             "producer": self.producer is not None and self.producer.is_started,
         }
         checks["consumers"] = [
-            {"group": c.group_id, "topics": list(c.topics), "running": c.is_started}
+            {
+                "group": c.group_id,
+                "topics": list(c.topics),
+                "running": c.is_started,
+                "lag": sum((await c.lag()).values()),
+            }
             for c in self.kafka_consumers
         ]
         if not (bus and bus.connected):
@@ -349,6 +404,13 @@ def _copy_annotation(source: EventHandler, target: Callable[..., Any]) -> None:
         annotation = inspect.get_annotations(source, eval_str=True).get(params[0].name, Any)
     hints[first] = annotation
     target.__annotations__ = hints
+
+
+async def _wait_for_event(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait until ``event`` is set or ``timeout_s`` passed, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
 
 
 async def wait_stopped(tasks: Sequence[asyncio.Task[Any]]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,14 @@ class HrmsSettings(BaseSettings):
         default=topics.NOTIFICATION_TOPIC, validation_alias=_env("KAFKA_NOTIFICATION_TOPIC")
     )
     audit_topic: str = Field(default=topics.AUDIT_TOPIC, validation_alias=_env("KAFKA_AUDIT_TOPIC"))
+    topic_layout: Literal["domain", "event-type"] = Field(
+        default="domain", validation_alias=_env("KAFKA_TOPIC_LAYOUT")
+    )
+    """``domain``: one topic per domain; ``event-type``: one per event type (hrms.routing)."""
+    heartbeat_interval_s: float = Field(
+        default=30.0, ge=0, validation_alias=_env("HRMS_HEARTBEAT_INTERVAL")
+    )
+    """Seconds between a service's ``service.health`` heartbeats; 0 sends none."""
 
     audit_url: str = Field(
         default="http://127.0.0.1:8007",

@@ -20,6 +20,7 @@ PORTS: Final[dict[str, int]] = {
     "audit": 8007,
     "inventory": 8008,
     "sales": 8009,
+    "analytics": 8010,
 }
 """Every service by name, with the port ``hrms up`` and ``hrms serve`` give it by default."""
 

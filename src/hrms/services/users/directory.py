@@ -519,6 +519,7 @@ class Directory:
                 await unit.session.execute(
                     update(users).where(users.c.id == row["id"]).values(password_hash=new_hash)
                 )
+            await unit.emit(self._user_event(row, EventType.USER_LOGIN))
             await self._audit(unit, actor, "LOGIN", row["id"], f"login (token {jti})")
         return token, datetime.fromtimestamp(expires, tz=UTC), to_out(row)
 
@@ -539,6 +540,16 @@ class Directory:
             if exists is None:
                 await unit.session.execute(
                     insert(revoked_tokens).values(jti=jti, expires_at=expires_at)
+                )
+            if actor.user_id is not None:
+                await unit.emit(
+                    create_user_event(
+                        SOURCE,
+                        actor.user_id,
+                        EventType.USER_LOGOUT,
+                        role=actor.role.value if actor.role else None,
+                        **ServiceContext(actor.tenant_id).ids(),
+                    )
                 )
             await self._audit(unit, actor, "LOGOUT", actor.user_id, "logout")
         self.revoked.add(jti)

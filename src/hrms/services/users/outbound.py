@@ -238,7 +238,7 @@ class Unit:
 
     async def _side(self, kind: Kind, topic: str, event: BaseEvent) -> None:
         if self.service.producer is not None:
-            await self.service.outbox.add(self.session, topic, event)
+            await self.service.emit(self.session, topic, event)
             logger.info("%s %s via kafka(outbox)", kind, event.event_id)
         else:
             self.after_commit.append((kind, event))

@@ -1,0 +1,5 @@
+"""Alembic environment."""
+
+from hrms.migrations._env import run
+
+run()
