@@ -1,8 +1,9 @@
 """An end-to-end walk through the event backbone, printed as it happens.
 
 It publishes the seeds' events (a welcome notification, audit records, an employee hire,
-a leave request, a low-stock alert) and one poison message, consumes them with typed
-handlers, a batch handler and routing by event type, and shows where each one went.
+a leave request, a low-stock alert, a payroll run, a customer order, an uploaded document)
+and one poison message, consumes them with typed handlers, a batch handler and routing by
+event type, and shows where each one went.
 """
 
 from __future__ import annotations
@@ -30,16 +31,22 @@ from eventbus._handlers import Handler
 from hrms import topics
 from hrms.events import (
     AuditEvent,
+    CrmEvent,
+    DocumentEvent,
     EmployeeEvent,
     EventType,
     LeaveEvent,
     LowStockEvent,
     NotificationEvent,
+    PayrollEvent,
     create_audit_event,
+    create_crm_event,
+    create_document_event,
     create_employee_event,
     create_leave_event,
     create_low_stock_event,
     create_notification_event,
+    create_payroll_event,
 )
 
 
@@ -121,6 +128,46 @@ def demo_events(corr: str, tenant: str) -> list[tuple[str, Any]]:
             ),
         ),
     ]
+    # Seed 002's payroll, CRM and document domains (no HRMS service produces them yet).
+    events += [
+        (
+            topics.PAYROLL_TOPIC,
+            create_payroll_event(
+                source_service="payroll-service",
+                event_type=EventType.PAYROLL_PROCESSED,
+                payroll_id="PR-2026-11",
+                period="2026-11",
+                status="processed",
+                correlation_id=corr,
+                tenant_id=tenant,
+            ),
+        ),
+        (
+            topics.CRM_TOPIC,
+            create_crm_event(
+                source_service="crm-service",
+                event_type=EventType.ORDER_CREATED,
+                customer_id="CUS-9",
+                order_id="ORD-77",
+                total_amount=2400.0,
+                correlation_id=corr,
+                tenant_id=tenant,
+            ),
+        ),
+        (
+            topics.DOCUMENT_TOPIC,
+            create_document_event(
+                source_service="document-service",
+                event_type=EventType.DOCUMENT_UPLOADED,
+                document_id=12,
+                employee_id=7,
+                title="Employment contract",
+                document_type="contract",
+                correlation_id=corr,
+                tenant_id=tenant,
+            ),
+        ),
+    ]
     events += [
         (
             topics.AUDIT_TOPIC,
@@ -190,7 +237,14 @@ async def run_demo(  # noqa: PLR0915 - one linear walk-through reads best in one
     domain = KafkaConsumer(
         group_id=f"{group}-domain",
         settings=settings,
-        topics=[topics.EMPLOYEE_TOPIC, topics.LEAVE_TOPIC, topics.INVENTORY_TOPIC],
+        topics=[
+            topics.EMPLOYEE_TOPIC,
+            topics.LEAVE_TOPIC,
+            topics.INVENTORY_TOPIC,
+            topics.PAYROLL_TOPIC,
+            topics.CRM_TOPIC,
+            topics.DOCUMENT_TOPIC,
+        ],
         retry=RetryPolicy(attempts=2, initial_backoff_s=0.05),
     )
 
@@ -205,6 +259,18 @@ async def run_demo(  # noqa: PLR0915 - one linear walk-through reads best in one
     @domain.on(EventType.INVENTORY_LOW_STOCK)
     async def on_low_stock(event: LowStockEvent) -> None:
         mark(event, f"sales (priority {event.priority.value})")
+
+    @domain.on(EventType.PAYROLL_PROCESSED)
+    async def on_payroll(event: PayrollEvent) -> None:
+        mark(event, f"finance (payroll {event.data.payroll_id})")
+
+    @domain.on(EventType.ORDER_CREATED)
+    async def on_order(event: CrmEvent) -> None:
+        mark(event, f"crm (order {event.data.order_id} of {event.data.customer_id})")
+
+    @domain.on(EventType.DOCUMENT_UPLOADED)
+    async def on_document(event: DocumentEvent) -> None:
+        mark(event, f"hr (document {event.data.document_id} to review)")
 
     consumers: list[tuple[KafkaConsumer, Handler | None, bool]] = [
         (

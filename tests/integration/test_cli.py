@@ -34,7 +34,8 @@ def test_hrms_flow_runs_the_event_flow_end_to_end_and_stops_its_broker(tmp_path:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "embedded noida" in out
-    assert "7 published, 7 handled, 1 dead-lettered" in out
+    assert "10 published, 10 handled, 1 dead-lettered" in out
+    assert "handled payroll.processed      by finance (payroll PR-2026-11)" in out
     assert "handled inventory.low_stock    by sales (priority critical)" in out
     assert "embedded broker stopped" in out
     assert read_state(tmp_path) is None  # no broker left behind
