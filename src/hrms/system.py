@@ -23,9 +23,9 @@ from fastapi import FastAPI
 
 from eventbus import KafkaSettings, ensure_topics
 from hrms.mailbox import MailSink
+from hrms.routing import TopicRouter
 from hrms.service import HrmsSettings, Service
 from hrms.services import PORTS, build
-from hrms.topics import topic_specs
 
 logger = logging.getLogger("hrms.system")
 
@@ -107,7 +107,9 @@ class System:
             self.mail.start()
         self.settings = self.settings.model_copy(update=updates)
         replication = 1  # an embedded broker or a dev cluster of one
-        await ensure_topics(topic_specs(replication_factor=replication), settings=self.kafka)
+        # The deployment's layout (KAFKA_TOPIC_LAYOUT): hrms/catalog.toml's topics for it.
+        specs = TopicRouter.from_settings(self.settings).specs(replication_factor=replication)
+        await ensure_topics(specs, settings=self.kafka)
         for name in self.services:
             service = build(name, settings=self.settings, kafka=self.kafka)
             self.running[name] = service

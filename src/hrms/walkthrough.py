@@ -3,7 +3,8 @@
 An admin logs in, hires a manager and an employee and gives them accounts (welcome
 mails), the employee asks for leave and the manager approves it (a mail), the employee
 checks in while on approved leave (a compliance violation and a mail to the manager),
-and checks out. Then it waits until every service did its part and prints what each did.
+and checks out; analytics counts the tenant's events (logins and logouts included). Then
+it waits until every service did its part and prints what each did.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Outcome:
     audit_chain: dict[str, Any] = field(default_factory=dict)
     findings: list[dict[str, Any]] = field(default_factory=list)
     alert: dict[str, Any] = field(default_factory=dict)
+    analytics: dict[str, int] = field(default_factory=dict)
+    """The tenant's event counts per type (seed 002's analytics consumer)."""
 
 
 class _Api:
@@ -189,7 +192,18 @@ async def walkthrough(
 
         outcome.audit_records = int((await _until(audited, "audit records", wait_s))["total"])
         outcome.audit_chain = await api.call("audit", "GET", "/audit-logs/verify", admin)
+        if "analytics" in urls:
+            outcome.analytics = await _until(
+                lambda: _analytics(api, admin), "analytics to count the logins", wait_s
+            )
     return outcome
+
+
+async def _analytics(api: _Api, admin: str) -> dict[str, int]:
+    """The tenant's event counts per type, once the three logins of the run are in."""
+    body = await api.call("analytics", "GET", "/analytics/counts?group_by=event_type", admin)
+    counts = {b["event_type"]: int(b["count"]) for b in body["buckets"]}
+    return counts if counts.get("user.login", 0) >= 3 else {}
 
 
 async def _low_stock(api: _Api, admin: str, run: str, wait_s: float) -> dict[str, Any]:
@@ -248,6 +262,12 @@ def report(outcome: Outcome, console: Console) -> None:
         console.print(
             f"[bold]sales[/]: {a['priority'].upper()} low-stock alert for {a['product_sku']} "
             f"(stock {a['current_stock']}, {a['at_risk_orders']} order(s) at risk)"
+        )
+    if outcome.analytics:
+        top = sorted(outcome.analytics.items(), key=lambda kv: (-kv[1], kv[0]))[:6]
+        console.print(
+            f"[bold]analytics[/]: {sum(outcome.analytics.values())} events counted; "
+            + ", ".join(f"{event_type} {count}" for event_type, count in top)
         )
     chain = outcome.audit_chain
     console.print(

@@ -33,6 +33,9 @@ def test_demo_scenario_mails_audits_and_finds_the_violation(system: SystemThread
     assert outcome.alert["priority"] == "critical", outcome.alert
     assert outcome.alert["current_stock"] == 0
     assert outcome.alert["at_risk_orders"] == 1
+    # analytics counted the run's logins (admin, employee, manager) among the tenant's events
+    assert outcome.analytics["user.login"] >= 3, outcome.analytics
+    assert outcome.analytics["leave.approved"] >= 1, outcome.analytics
 
 
 def test_every_service_is_alive_and_ready(system: SystemThread) -> None:
