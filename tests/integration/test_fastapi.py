@@ -108,6 +108,7 @@ async def test_app_starts_degraded_without_kafka_and_recovers_when_it_comes(
                     await asyncio.sleep(0.05)
                 assert ok, "the app never reconnected"
                 up = (await http.get("/health")).json()
+                lag = up["kafka"].pop("lag")
                 assert up["kafka"] == {
                     "connected": True,
                     "producer": True,
@@ -115,6 +116,9 @@ async def test_app_starts_degraded_without_kafka_and_recovers_when_it_comes(
                     "brokers": servers,
                     "error": None,
                 }
+                # plus lag per group (partitions appear once a fetch has answered)
+                assert set(lag) == {"audit-service-group"}
+                assert lag["audit-service-group"]["total"] == 0
                 assert bus.producer is not None
                 event = create_audit_event(
                     source_service="api",
