@@ -190,6 +190,10 @@ async def test_who_may_ask_and_bad_input(harness: Harness) -> None:
     )
     assert backwards.status_code == 422
     assert "'to' must be after 'from'" in backwards.text
+    extremes = {"from": "0001-01-01T00:00:00Z", "to": "9999-12-31T23:59:59Z"}
+    edge = await analytics.http.get(url, params=extremes, headers=admin)
+    assert edge.status_code == 200, edge.text
+    assert edge.json()["total"] == 0
 
 
 @pytest.mark.parametrize("layout", ["domain", "event-type"])

@@ -311,7 +311,8 @@ def _counts_query(
     query = select(*columns, func.sum(c.total).label("count")).where(c.tenant_id == tenant_id)
     if event_type is not None:
         query = query.where(_type_filter(event_type))
-    if start is not None:  # the hours overlapping [start, end): one that began before start
+    if start is not None and start > datetime.min.replace(tzinfo=UTC) + timedelta(hours=1):
+        # the hours overlapping [start, end): the one that began before start counts too
         query = query.where(c.hour_start > start - timedelta(hours=1))
     if end is not None:
         query = query.where(c.hour_start < end)
