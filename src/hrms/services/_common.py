@@ -32,6 +32,7 @@ from hrms.service import (
     Service,
     ServiceContext,
 )
+from hrms.service.ids import MAX_ID
 
 Clock = Callable[[], datetime]
 """Returns the current time (aware); injectable so tests need not wait."""
@@ -65,7 +66,7 @@ class PageParams:
 
 def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")] = DEFAULT_LIMIT,
-    offset: Annotated[int, Query(ge=0, description="items to skip")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="items to skip")] = 0,
 ) -> PageParams:
     """FastAPI dependency: the ``limit`` and ``offset`` query parameters."""
     return PageParams(limit=limit, offset=offset)

@@ -54,6 +54,7 @@ from eventbus._transport.base import Transport
 from hrms.events import EventType, create_attendance_event
 from hrms.service import Conflict, HrmsSettings, Principal, RuleBroken, Service
 from hrms.service.auth import CurrentUser, Manager
+from hrms.service.ids import Id
 from hrms.services._common import (
     Clock,
     Journal,
@@ -120,13 +121,13 @@ Notes = Annotated[str, Field(max_length=1000)]
 class Punch(BaseModel):
     """A check-in or check-out: for the caller's own employee record unless named."""
 
-    employee_id: Annotated[int, Field(gt=0)] | None = None
+    employee_id: Id | None = None
 
 
 class ManualEntry(BaseModel):
     """A record entered by a manager."""
 
-    employee_id: Annotated[int, Field(gt=0)]
+    employee_id: Id
     check_in: AwareDatetime
     check_out: AwareDatetime | None = None
     attendance_date: date | None = None
@@ -274,7 +275,7 @@ class AttendanceApi:
         self,
         principal: CurrentUser,
         page: Pagination,
-        employee_id: int | None = None,
+        employee_id: Id | None = None,
         date_from: Annotated[date | None, Query(description="first working day")] = None,
         date_to: Annotated[date | None, Query(description="last working day")] = None,
     ) -> Page[AttendanceOut]:
@@ -293,7 +294,7 @@ class AttendanceApi:
         async with self.service.sessions() as session:
             return await paginate(session, query, page, _out)
 
-    async def get(self, attendance_id: int, principal: CurrentUser) -> AttendanceOut:
+    async def get(self, attendance_id: Id, principal: CurrentUser) -> AttendanceOut:
         """One record (its employee, or a manager/admin)."""
         async with self.service.sessions() as session:
             row = await get_or_404(
@@ -303,7 +304,7 @@ class AttendanceApi:
         return _out(row)
 
     async def update(
-        self, attendance_id: int, body: AttendanceChange, principal: Manager
+        self, attendance_id: Id, body: AttendanceChange, principal: Manager
     ) -> AttendanceOut:
         """Change a record (manager, admin); hours are worked out again."""
         given = body.model_dump(exclude_unset=True)
@@ -334,7 +335,7 @@ class AttendanceApi:
             raise Conflict(_RACE) from exc
         return _out(row)
 
-    async def delete(self, attendance_id: int, principal: Manager) -> Response:
+    async def delete(self, attendance_id: Id, principal: Manager) -> Response:
         """Delete a record (manager, admin)."""
         tenant = principal.tenant_id
         async with self.service.transaction() as session:

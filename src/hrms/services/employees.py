@@ -48,6 +48,7 @@ from eventbus._transport.base import Transport
 from hrms.events import EventType, create_employee_event
 from hrms.service import Conflict, Forbidden, HrmsSettings, Principal, RuleBroken, Service
 from hrms.service.auth import Admin, CurrentUser, Manager
+from hrms.service.ids import Id
 from hrms.services._common import (
     EMAIL_PATTERN,
     Clock,
@@ -105,7 +106,6 @@ Code = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9._
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Email = Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN)]
 Label = Annotated[str, Field(min_length=1, max_length=100)]
-Id = Annotated[int, Field(gt=0)]
 
 
 class EmployeeCreate(BaseModel):
@@ -250,7 +250,7 @@ class EmployeesApi:
         async with self.service.sessions() as session:
             return await paginate(session, query, page, _out)
 
-    async def get(self, employee_id: int, principal: CurrentUser) -> EmployeeOut:
+    async def get(self, employee_id: Id, principal: CurrentUser) -> EmployeeOut:
         """One employee (admin, manager, or the employee themself)."""
         async with self.service.sessions() as session:
             row = await get_or_404(session, employees, employee_id, principal.tenant_id, "employee")
@@ -259,7 +259,7 @@ class EmployeesApi:
         return _out(row)
 
     async def update(
-        self, employee_id: int, body: EmployeeUpdate, principal: Manager
+        self, employee_id: Id, body: EmployeeUpdate, principal: Manager
     ) -> EmployeeOut:
         """Change an employee (admin, manager); 409 if terminated or the code is taken."""
         given = body.model_dump(exclude_unset=True)
@@ -300,7 +300,7 @@ class EmployeesApi:
         return _out(row)
 
     async def change_status(
-        self, employee_id: int, body: StatusChange, principal: Admin
+        self, employee_id: Id, body: StatusChange, principal: Admin
     ) -> EmployeeOut:
         """Move an employee between active, on_leave and suspended (admin)."""
         if body.status is EmployeeStatus.TERMINATED:
@@ -315,7 +315,7 @@ class EmployeesApi:
         )
 
     async def terminate(
-        self, employee_id: int, principal: Admin, body: Termination | None = None
+        self, employee_id: Id, principal: Admin, body: Termination | None = None
     ) -> EmployeeOut:
         """Terminate an employee (admin); final: 409 if already terminated."""
         return await self._set_status(

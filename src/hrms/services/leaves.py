@@ -66,6 +66,7 @@ from eventbus._transport.base import Transport
 from hrms.events import EmployeeEvent, EventType, create_leave_event
 from hrms.service import Conflict, Forbidden, HrmsSettings, Principal, RuleBroken, Service
 from hrms.service.auth import CurrentUser, Manager
+from hrms.service.ids import Id
 from hrms.services._common import (
     Clock,
     Journal,
@@ -159,7 +160,7 @@ Reason = Annotated[str, Field(max_length=1000)]
 class LeaveRequest(BaseModel):
     """A new leave request."""
 
-    employee_id: Annotated[int, Field(gt=0)] | None = None
+    employee_id: Id | None = None
     leave_type: LeaveType
     start_date: date
     end_date: date
@@ -302,7 +303,7 @@ class LeavesApi:
         self,
         principal: CurrentUser,
         page: Pagination,
-        employee_id: int | None = None,
+        employee_id: Id | None = None,
         status: LeaveStatus | None = None,
     ) -> Page[LeaveOut]:
         """A page of leaves, latest first; employees see only their own."""
@@ -318,7 +319,7 @@ class LeavesApi:
 
     async def balance(
         self,
-        employee_id: int,
+        employee_id: Id,
         principal: CurrentUser,
         year: Annotated[int | None, Query(ge=1900, le=9999)] = None,
     ) -> Balances:
@@ -347,14 +348,14 @@ class LeavesApi:
             )
         return Balances(employee_id=employee_id, year=year, balances=out)
 
-    async def get(self, leave_id: int, principal: CurrentUser) -> LeaveOut:
+    async def get(self, leave_id: Id, principal: CurrentUser) -> LeaveOut:
         """One leave (its employee, or a manager/admin)."""
         async with self.service.sessions() as session:
             row = await get_or_404(session, leaves, leave_id, principal.tenant_id, "leave")
         ensure_can_act_for(principal, row["employee_id"], "read")
         return _out(row)
 
-    async def update(self, leave_id: int, body: LeaveChange, principal: CurrentUser) -> LeaveOut:
+    async def update(self, leave_id: Id, body: LeaveChange, principal: CurrentUser) -> LeaveOut:
         """Change a pending leave (its employee, or a manager/admin)."""
         given = body.model_dump(exclude_unset=True)
         for required in ("leave_type", "start_date", "end_date"):
@@ -387,18 +388,18 @@ class LeavesApi:
         return _out(row)
 
     async def approve(
-        self, leave_id: int, principal: Manager, body: Decision | None = None
+        self, leave_id: Id, principal: Manager, body: Decision | None = None
     ) -> LeaveOut:
         """Approve a pending leave (manager, admin) and tell the employee."""
         return await self._decide(leave_id, principal, body, LeaveStatus.APPROVED)
 
     async def reject(
-        self, leave_id: int, principal: Manager, body: Decision | None = None
+        self, leave_id: Id, principal: Manager, body: Decision | None = None
     ) -> LeaveOut:
         """Reject a pending leave (manager, admin) and tell the employee."""
         return await self._decide(leave_id, principal, body, LeaveStatus.REJECTED)
 
-    async def cancel(self, leave_id: int, principal: CurrentUser) -> LeaveOut:
+    async def cancel(self, leave_id: Id, principal: CurrentUser) -> LeaveOut:
         """Cancel a pending or approved leave that has not ended (its employee, or a manager)."""
         async with self.service.transaction() as session:
             before = await get_or_404(session, leaves, leave_id, principal.tenant_id, "leave")

@@ -12,6 +12,7 @@ from hrms.events import AuditEvent
 from hrms.service import context
 from hrms.service.auth import Admin, Principal, current_principal
 from hrms.service.errors import Forbidden
+from hrms.service.ids import MAX_ID
 from hrms.services.audit._chain import AuditChain, tenant_of
 from hrms.services.audit._verify import VerifyResult, verify
 
@@ -121,7 +122,7 @@ def routes(chain: AuditChain, *, allow_anonymous: bool) -> APIRouter:
             datetime | None, Query(alias="to", description="Events at or before this time.")
         ] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     ) -> AuditPage:
         """Search the caller's tenant's audit log (admins; newest first)."""
         if tenant is not None and tenant != admin.tenant_id:

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from hrms.events import EntityId, EventType, create_audit_event
 from hrms.service import Conflict, Forbidden, NotFound, ServiceContext
 from hrms.service.auth import CurrentUser, Manager, Principal, Role
+from hrms.service.ids import MAX_ID
 from hrms.services.compliance.checks import Checks
 from hrms.services.compliance.findings import OPEN, RESOLVED, SOURCE, as_finding_row
 from hrms.services.compliance.rules import Kind, Rule
@@ -75,7 +76,7 @@ def _may_see(principal: Principal, employee_id: EntityId | None) -> bool:
     return principal.employee_id is not None and str(principal.employee_id) == str(employee_id)
 
 
-FindingId = Annotated[int, Path(ge=1, description="The finding's id.")]
+FindingId = Annotated[int, Path(ge=1, le=MAX_ID, description="The finding's id.")]
 
 
 def router(checks: Checks) -> APIRouter:
@@ -109,7 +110,7 @@ def router(checks: Checks) -> APIRouter:
         kind: Kind | None = None,
         status: Literal["open", "resolved"] | None = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     ) -> FindingPage:
         """Findings of the caller's tenant, newest first (managers and admins)."""
         where = [findings.c.tenant_id == principal.tenant_id]

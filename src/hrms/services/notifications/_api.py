@@ -13,6 +13,7 @@ from hrms.events import EventType, NotificationData, NotificationEvent, create_n
 from hrms.service import context
 from hrms.service.auth import Admin, Principal, current_principal
 from hrms.service.errors import Forbidden, RuleBroken
+from hrms.service.ids import MAX_ID
 from hrms.services.notifications._errors import PermanentDeliveryError, TransientDeliveryError
 from hrms.services.notifications._log import Entry, Status
 from hrms.services.notifications._notifier import Notifier, Outcome
@@ -149,7 +150,7 @@ def routes(notifier: Notifier, *, allow_anonymous: bool, http_attempts: int) -> 
         status: Status | None = None,
         recipient: Annotated[str | None, Query(max_length=320)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     ) -> LogPage:
         """The delivery log of the caller's tenant, newest first (admins)."""
         items, total = await notifier.log.search(

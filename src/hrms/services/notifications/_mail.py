@@ -161,6 +161,8 @@ class Mailer:
                 )
             except (aiosmtplib.SMTPException, OSError) as exc:
                 raise _classify(exc) from exc
+            except ValueError as exc:  # an address aiosmtplib will not write (control chars)
+                raise PermanentDeliveryError(f"recipient address cannot be sent: {exc}") from exc
 
     def _open_wait(self) -> float:
         remaining = float(self.breaker.open_remaining)  # whole seconds, rounded up

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from hrms.service import Principal, Role
 from hrms.service.auth import Admin, CurrentUser, Manager
+from hrms.service.ids import Id
 from hrms.services._common import Page, Pagination
 from hrms.services.users.directory import Actor, Directory
 from hrms.services.users.schemas import (
@@ -62,41 +63,41 @@ async def list_users(
 
 
 @users_router.get("/{user_id}")
-async def get_user(user_id: int, principal: CurrentUser, users: Users, request: Request) -> UserOut:
+async def get_user(user_id: Id, principal: CurrentUser, users: Users, request: Request) -> UserOut:
     """One account (admin, manager, or the user themself)."""
     return await users.get(_actor(principal, request), user_id)
 
 
 @users_router.patch("/{user_id}")
 async def update_user(
-    user_id: int, body: UserUpdate, principal: CurrentUser, users: Users, request: Request
+    user_id: Id, body: UserUpdate, principal: CurrentUser, users: Users, request: Request
 ) -> UserOut:
     """Change an account (admin; the user themself may change only their name)."""
     return await users.update(_actor(principal, request), user_id, body)
 
 
 @users_router.delete("/{user_id}", status_code=204)
-async def delete_user(user_id: int, principal: Admin, users: Users, request: Request) -> Response:
+async def delete_user(user_id: Id, principal: Admin, users: Users, request: Request) -> Response:
     """Delete an account (admin); a tenant's last active admin cannot be deleted."""
     await users.delete(_actor(principal, request), user_id)
     return Response(status_code=204)
 
 
 @users_router.post("/{user_id}/suspend")
-async def suspend_user(user_id: int, principal: Admin, users: Users, request: Request) -> UserOut:
+async def suspend_user(user_id: Id, principal: Admin, users: Users, request: Request) -> UserOut:
     """Suspend an account (admin): it can no longer log in."""
     return await users.set_status(_actor(principal, request), user_id, UserStatus.SUSPENDED)
 
 
 @users_router.post("/{user_id}/activate")
-async def activate_user(user_id: int, principal: Admin, users: Users, request: Request) -> UserOut:
+async def activate_user(user_id: Id, principal: Admin, users: Users, request: Request) -> UserOut:
     """Re-activate a suspended account (admin)."""
     return await users.set_status(_actor(principal, request), user_id, UserStatus.ACTIVE)
 
 
 @users_router.post("/{user_id}/password", status_code=204)
 async def change_password(
-    user_id: int, body: PasswordChange, principal: CurrentUser, users: Users, request: Request
+    user_id: Id, body: PasswordChange, principal: CurrentUser, users: Users, request: Request
 ) -> Response:
     """Change a password: one's own with ``current_password``, anyone's as an admin."""
     await users.change_password(

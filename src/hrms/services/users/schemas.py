@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from hrms.service import Role
+from hrms.service.ids import Id
 from hrms.services._common import EMAIL_PATTERN
 from hrms.services.users.tables import UserStatus
 
@@ -27,7 +28,7 @@ TenantId = Annotated[
         strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$"
     ),
 ]
-EmployeeId = Annotated[int, Field(ge=1)]
+EmployeeId = Id
 
 
 class UserCreate(BaseModel):
