@@ -13,6 +13,7 @@ from eventbus._features import Features
 from eventbus._groups import group_name
 from eventbus._handlers import MessageContext
 from eventbus._policy import NO_RETRY, RetryPolicy
+from eventbus._priority import PriorityLanes
 from eventbus._producer import KafkaProducer, close_producer, get_producer
 from eventbus._registry import EventRegistry, default_registry
 from eventbus._retrytopics import RetryTopics
@@ -50,6 +51,7 @@ __all__ = [
     "Middleware",
     "PersonalData",
     "Priority",
+    "PriorityLanes",
     "PublishError",
     "Record",
     "RecordMetadata",

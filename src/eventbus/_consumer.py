@@ -30,8 +30,10 @@ from eventbus._handlers import Handler, HandlerSpec, inspect_handler
 from eventbus._lanes import Lanes
 from eventbus._offsets import OffsetTracker
 from eventbus._policy import RetryPolicy
+from eventbus._priority import PriorityLanes, ensure_lane_topics
 from eventbus._registry import EventRegistry, default_registry
 from eventbus._retrytopics import RetryRouter, RetryTopics
+from eventbus._scheduler import LaneScheduler
 from eventbus._transport.base import (
     ConsumerConfig,
     ConsumerTransport,
@@ -85,6 +87,12 @@ class KafkaConsumer:
         retry_topics: non-blocking retry tiers (see :class:`RetryTopics`): a record that
             keeps failing waits in ``<domain>-retry-<delay>`` topics instead of blocking
             its partition, and later records with the same key are parked behind it.
+        priority_lanes: read every lane topic of the ``topics`` that have lanes (see
+            :class:`PriorityLanes`; missing lane topics are created at start) and hand
+            records to the handlers in weighted turns across lanes, so CRITICAL and
+            HIGH records overtake a backlog of lower ones and LOW keeps a share. A lane
+            record that fails goes to its logical topic's dead-letter topic. Not
+            combined with ``retry_topics``.
         **overrides: any other :class:`KafkaSettings` field.
     """
 
@@ -106,6 +114,7 @@ class KafkaConsumer:
         atomic_dead_letters: bool | None = None,
         retry_topics: RetryTopics | None = None,
         client_id: str | None = None,
+        priority_lanes: PriorityLanes | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(transport, str):  # the name of a transport, as in KAFKA_TRANSPORT
@@ -126,6 +135,12 @@ class KafkaConsumer:
             raise ConfigurationError("transactional=True needs concurrency=1")
         if retry_topics is not None and concurrency > 1:
             raise ConfigurationError("retry_topics needs concurrency=1")
+        if priority_lanes is not None:
+            dead_letter_topic = _lane_dead_letters(
+                priority_lanes, self.topics, retry_topics, dead_letter_topic
+            )
+        self.priority_lanes = priority_lanes
+        self._scheduler: LaneScheduler | None = None
         self.transactional = transactional
         self._atomic_dead_letters = atomic_dead_letters
         self._router = RetryRouter(retry_topics, self.topics) if retry_topics else None
@@ -224,6 +239,7 @@ class KafkaConsumer:
         if self._router is not None:
             await self._ensure_retry_topics(transport)
             topics = (*self.topics, *self._router.retry_topics)
+        topics = await self._with_lanes(transport, topics)
         config = ConsumerConfig(
             group_id=self.group_id,
             topics=topics,
@@ -269,6 +285,8 @@ class KafkaConsumer:
         self._assigned = set()  # before joining: the join's assignment callback fills it
         self._committed = {}
         client = transport.consumer(config)
+        # before joining: the join's assignment callback feeds the scheduler
+        self._scheduler = self._lane_scheduler(topics, client)
         try:
             await client.start()
         except BaseException:
@@ -405,6 +423,34 @@ class KafkaConsumer:
         await self._txn.commit_atomically(outputs, offsets, client, self.group_id)
         self._committed.update(offsets)
 
+    def _lane_scheduler(
+        self, topics: tuple[str, ...], client: ConsumerTransport
+    ) -> LaneScheduler | None:
+        lanes = self.priority_lanes
+        if lanes is None:
+            return None
+        return LaneScheduler(
+            lanes, topics, client, self._poll, self.settings.consumer_max_poll_records
+        )
+
+    async def _with_lanes(self, transport: Transport, topics: tuple[str, ...]) -> tuple[str, ...]:
+        """``topics`` with every lane topic of those that have priority lanes (created
+        when missing)."""
+        lanes = self.priority_lanes
+        if lanes is None:
+            return topics
+        admin = transport.admin()
+        await admin.start()
+        try:
+            await ensure_lane_topics(admin, lanes, topics)
+        finally:
+            await admin.stop()
+        return tuple(
+            name
+            for topic in topics
+            for name in (lanes.lane_topics(topic).values() if topic in lanes.topics else [topic])
+        )
+
     # -- retry tiers ----------------------------------------------------------------------
     async def _ensure_retry_topics(self, transport: Transport) -> None:
         assert self._router is not None
@@ -524,6 +570,8 @@ class KafkaConsumer:
                 await self._commit(revoked)
             self._offsets.forget(revoked)
             self._deferred -= revoked
+            if self._scheduler is not None:
+                self._scheduler.revoke(revoked)
             if self._router is not None:
                 self._router.forget({(tp.topic, tp.partition) for tp in revoked})
             for tp in revoked:
@@ -533,6 +581,8 @@ class KafkaConsumer:
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned |= assigned
+        if self._scheduler is not None:
+            self._scheduler.assign(assigned)
         logger.info("consumer %s assigned %s", self.group_id, sorted(assigned))
 
     # -- consuming ----------------------------------------------------------------------
@@ -551,8 +601,14 @@ class KafkaConsumer:
             raise
         except Exception as exc:  # noqa: BLE001 - transient client errors must not kill us
             logger.warning("poll failed, retrying: %s: %s", type(exc).__name__, exc)
-            await asyncio.sleep(min(1.0, timeout_ms / 1000))
+            await asyncio.sleep(min(1.0, max(timeout_ms, 50) / 1000))
             return []
+
+    async def _take(self, limit: int, timeout_ms: int) -> list[Record]:
+        """Up to ``limit`` records: by weighted turns across priority lanes, else as polled."""
+        if self._scheduler is not None:
+            return await self._scheduler.take(limit, timeout_ms)
+        return await self._poll(timeout_ms, limit)
 
     def _enter_loop(self) -> asyncio.Event:
         self._require()
@@ -583,13 +639,17 @@ class KafkaConsumer:
                 if record.tp in self._assigned and await process(record, default, dlq_handler):
                     offsets.finish(record)
 
-            max_in_flight = max(self.concurrency * 4, self.settings.consumer_max_poll_records)
+            max_in_flight = (
+                self.concurrency * 2  # the backlog waits in the priority buffers instead
+                if self._scheduler is not None
+                else max(self.concurrency * 4, self.settings.consumer_max_poll_records)
+            )
             self._lanes = Lanes(self.concurrency, on_lane, max_in_flight)
+        # with priority lanes, one record per turn so a newly fetched CRITICAL one is next
+        limit = 1 if self._scheduler is not None else self.settings.consumer_max_poll_records
         try:
             while not self._stopping:
-                records = await self._poll(
-                    self._poll_timeout_ms, self.settings.consumer_max_poll_records
-                )
+                records = await self._take(limit, self._poll_timeout_ms)
                 self._deferred.clear()
                 for record in records:
                     if self._stopping:
@@ -644,8 +704,8 @@ class KafkaConsumer:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         break
-                    records += await self._poll(
-                        max(1, int(remaining * 1000)), batch_size - len(records)
+                    records += await self._take(
+                        batch_size - len(records), max(1, int(remaining * 1000))
                     )
                 if not records:
                     continue
@@ -682,3 +742,22 @@ class KafkaConsumer:
         return asyncio.create_task(
             self.consume(handler, dlq_handler), name=f"consume-{self.group_id}"
         )
+
+
+def _lane_dead_letters(
+    lanes: PriorityLanes,
+    topics: tuple[str, ...],
+    retry_topics: RetryTopics | None,
+    topic_for: Callable[[str], str],
+) -> Callable[[str], str]:
+    """Check ``lanes`` against the consumer's options; a lane record dead-letters to its
+    logical topic's dead-letter topic."""
+    if retry_topics is not None:
+        raise ConfigurationError("priority_lanes does not combine with retry_topics")
+    if not lanes.topics.intersection(topics):
+        raise ConfigurationError(f"priority_lanes has lanes for none of the topics {list(topics)}")
+
+    def dead_letters(topic: str) -> str:
+        return topic_for(lanes.logical_topic(topic))
+
+    return dead_letters

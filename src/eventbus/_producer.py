@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
+from eventbus import headers as h
 from eventbus._clients import encode_key, make_transport
-from eventbus._codec import encode_event, encode_raw
-from eventbus._envelope import BaseEvent
+from eventbus._codec import encode_event, encode_raw, header_value
+from eventbus._envelope import BaseEvent, Priority
+from eventbus._priority import PriorityLanes, ensure_lane_topics
 from eventbus._transport.base import ProducerConfig, ProducerTransport, RecordMetadata, Transport
 from eventbus.errors import (
     BrokerUnavailableError,
@@ -24,6 +26,7 @@ from eventbus.settings import KafkaSettings, load_settings
 logger = logging.getLogger("eventbus.producer")
 
 Key = str | bytes | int | None
+_PRIORITIES = frozenset(p.value for p in Priority)
 
 
 class KafkaProducer:
@@ -41,6 +44,10 @@ class KafkaProducer:
         transport: ``"aiokafka"`` or ``"confluent"`` (overrides ``KAFKA_TRANSPORT``), or a
             transport object such as :class:`eventbus.testing.MemoryBroker`.
         delivery_timeout_s: how long ``send_event`` waits for an acknowledgement.
+        priority_lanes: write events for the lanes' topics to their priority's lane
+            topic (``inventory-events.critical``, ...), keeping the key; raw records
+            (``enqueue_raw``, ``send_raw``: the outbox relay) are routed by their
+            ``priority`` header. Missing lane topics are created at :meth:`start`.
         **overrides: any other :class:`KafkaSettings` field.
     """
 
@@ -52,6 +59,7 @@ class KafkaProducer:
         settings: KafkaSettings | None = None,
         transport: Transport | str | None = None,
         delivery_timeout_s: float = 60.0,
+        priority_lanes: PriorityLanes | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(transport, str):  # the name of a transport, as in KAFKA_TRANSPORT
@@ -65,6 +73,8 @@ class KafkaProducer:
         self.delivery_timeout_s = delivery_timeout_s
         self._max_bytes = self.settings.max_message_bytes
         self._start_lock = asyncio.Lock()
+        self.priority_lanes = priority_lanes
+        self._laned = priority_lanes.topics if priority_lanes is not None else frozenset()
 
     @property
     def is_started(self) -> bool:
@@ -94,10 +104,41 @@ class KafkaProducer:
             if self._client is not None:
                 return
             transport = self._transport or make_transport(self.settings)
+            if self.priority_lanes is not None:
+                await self._ensure_lanes(transport)
             client = transport.producer(self._config())
             await client.start()
             self._client = client
         logger.info("producer %s connected to %s", self.settings.client_id, self.settings.servers)
+
+    async def _ensure_lanes(self, transport: Transport) -> None:
+        assert self.priority_lanes is not None
+        admin = transport.admin()
+        try:
+            await admin.start()
+            try:
+                await ensure_lane_topics(admin, self.priority_lanes, self.priority_lanes.topics)
+            finally:
+                await admin.stop()
+        except EventBusError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the broker may still auto-create them
+            logger.warning("could not create the priority lane topics: %s", exc)
+
+    def lane_topic(self, topic: str, priority: Priority | str) -> str:
+        """The topic an event of ``priority`` for ``topic`` is written to."""
+        if topic in self._laned:
+            assert self.priority_lanes is not None
+            return self.priority_lanes.topic_for(topic, priority)
+        return topic
+
+    def _raw_lane(self, topic: str, headers: Sequence[tuple[str, bytes]]) -> str:
+        if topic not in self._laned:
+            return topic
+        priority = header_value(headers, h.PRIORITY)
+        if priority is None or priority not in _PRIORITIES:
+            return topic  # no (or an unknown) priority: the base lane, the topic itself
+        return self.lane_topic(topic, priority)
 
     async def stop(self) -> None:
         """Flush pending records and disconnect. Safe to call twice."""
@@ -138,7 +179,9 @@ class KafkaProducer:
         """
         client = self._require()
         value, k, headers = self._encode(event, key)
-        return await client.send(topic, value, k, headers, partition)
+        return await client.send(
+            self.lane_topic(topic, event.priority), value, k, headers, partition
+        )
 
     def _encode(
         self, event: BaseEvent, key: Key
@@ -160,7 +203,9 @@ class KafkaProducer:
         For relays that store encoded records (the outbox). Raises LifecycleError when
         the producer is not started.
         """
-        return await self._require().send(topic, value, encode_key(key), list(headers), partition)
+        return await self._require().send(
+            self._raw_lane(topic, headers), value, encode_key(key), list(headers), partition
+        )
 
     async def publish(
         self, topic: str, event: BaseEvent, key: Key = None, partition: int | None = None
@@ -176,6 +221,7 @@ class KafkaProducer:
         """
         client = self._require()
         value, k, headers = self._encode(event, key)
+        topic = self.lane_topic(topic, event.priority)
         what = f"{event.event_type} {event.event_id} to {topic}"
         retries = self.settings.producer_retries
         while True:
@@ -241,7 +287,9 @@ class KafkaProducer:
         """Send a raw value (bytes, str, or a JSON-able object); True once acknowledged."""
         data = encode_raw(value, self._max_bytes)
         try:
-            fut = await self._require().send(topic, data, encode_key(key), list(headers))
+            fut = await self._require().send(
+                self._raw_lane(topic, headers), data, encode_key(key), list(headers)
+            )
             await self._await(fut, f"raw record to {topic}")
         except (PublishError, LifecycleError) as exc:
             logger.error("failed to send raw record to %s: %s", topic, exc)
@@ -260,7 +308,9 @@ class KafkaProducer:
         futures = []
         for event, (value, headers) in zip(events, encoded, strict=True):
             k = encode_key(key if key is not None else event.default_key())
-            futures.append(await client.send(topic, value, k, headers))
+            futures.append(
+                await client.send(self.lane_topic(topic, event.priority), value, k, headers)
+            )
         results = await asyncio.gather(
             *(self._await(f, f"batch to {topic}") for f in futures), return_exceptions=True
         )
