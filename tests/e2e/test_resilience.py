@@ -79,7 +79,11 @@ def test_writes_are_accepted_while_the_broker_is_down_and_delivered_once_after(
             )
             snapshot = own_broker.data_dir / "kafka.json"
             quiet_since = time.time()
-            wait_for(lambda: snapshot.stat().st_mtime > quiet_since + 0.2, 15, "a snapshot")
+            wait_for(
+                lambda: snapshot.exists() and snapshot.stat().st_mtime > quiet_since + 0.2,
+                15,
+                "a snapshot",
+            )
             own_broker.stop()
             assert not own_broker.is_running
 
@@ -123,12 +127,13 @@ def test_writes_are_accepted_while_the_broker_is_down_and_delivered_once_after(
 
 @pytest.mark.timeout(180)
 def test_without_the_producer_audit_and_mail_go_over_http(
-    noida_broker: EmbeddedBroker, tmp_path: Path
+    own_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
+    # its own broker: the shared system's consumer groups must not see a second member
     system = SystemThread(
         make_system(
             tmp_path / "hrms",
-            noida_broker.bootstrap_servers,
+            own_broker.bootstrap_servers,
             services=("users", "audit", "notifications"),
             KAFKA_ENABLE_PRODUCER=False,
         )
