@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -57,16 +56,6 @@ def _stop_broker(cluster: Cluster, keep: bool) -> None:
         console.print("[bold]kafka[/]: embedded broker stopped (data kept)")
 
 
-def _dev_password(settings: HrmsSettings) -> str:
-    """The development admin's password: generated once, kept in the data directory."""
-    path = settings.data_dir / "admin-password"
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(12))
-    return path.read_text().strip()
-
-
 async def _until_signalled(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -109,7 +98,7 @@ async def _up(settings: HrmsSettings, kafka: Any, *, demo: bool, once: bool) -> 
     await system.start()
     ok = True
     try:
-        password = _dev_password(settings)
+        password = settings.kept_secret("admin-password", 12)
         await bootstrap_admin(system.running["users"], DEV_TENANT, DEV_ADMIN, password)
         console.print(f"[bold]hub[/]: {system.hub_url}  (mail received: {system.hub_url}/mail)")
         for name in system.running:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from eventbus._embedded import EmbeddedBroker
@@ -98,3 +100,29 @@ def system(
         yield running
     finally:
         running.stop()
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``check`` until it returns something truthy (and return it), or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def login(
+    client: httpx.Client,
+    system: SystemThread,
+    tenant: str = TENANT,
+    email: str = ADMIN_EMAIL,
+    password: str = ADMIN_PASSWORD,
+) -> dict[str, str]:
+    """Authorization headers of a fresh login (the e2e admin by default)."""
+    body = {"tenant_id": tenant, "email": email, "password": password}
+    r = client.post(system.url("users") + "/auth/login", json=body)
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,33 +15,9 @@ import pytest
 
 from eventbus._embedded import EmbeddedBroker
 from hrms.system import free_port
-from tests.e2e.conftest import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    TENANT,
-    SystemThread,
-    make_system,
-)
+from tests.e2e.conftest import SystemThread, login, make_system, wait_for
 
 pytestmark = pytest.mark.broker
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
-def admin_headers(client: httpx.Client, users_url: str) -> dict[str, str]:
-    body = {"tenant_id": TENANT, "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-    r = client.post(users_url + "/auth/login", json=body)
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
 @pytest.fixture
@@ -66,8 +42,8 @@ def test_writes_are_accepted_while_the_broker_is_down_and_delivered_once_after(
     ).start()
     try:
         with httpx.Client(timeout=15) as client:
-            users, employees, audit = (system.url(s) for s in ("users", "employees", "audit"))
-            auth = admin_headers(client, users)
+            employees, audit = system.url("employees"), system.url("audit")
+            auth = login(client, system)
             # quiet broker: everything so far is in noida-db's snapshot before it stops
             # (noida-db loses writes acknowledged in its last second, even on a graceful stop)
             wait_for(
@@ -142,7 +118,7 @@ def test_without_the_producer_audit_and_mail_go_over_http(
         assert system.system.running["users"].producer is None
         with httpx.Client(timeout=15) as client:
             users, audit = system.url("users"), system.url("audit")
-            auth = admin_headers(client, users)
+            auth = login(client, system)
             r = client.post(
                 users + "/users",
                 headers=auth,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,33 +14,13 @@ import pytest
 from eventbus import KafkaProducer
 from eventbus.redrive import DeadLetterFilter, read_dead_letters, replay
 from hrms.events import create_notification_event
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, TENANT, SystemThread
+from tests.e2e.conftest import TENANT, SystemThread, login, wait_for
 
 pytestmark = pytest.mark.broker
 
 OTHER = "tenant-b"
 OTHER_ADMIN = "admin@tenant-b.example"
 OTHER_PASSWORD = "tenant-b-admin-password"
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
-def login(
-    client: httpx.Client, system: SystemThread, tenant: str, email: str, pw: str
-) -> dict[str, str]:
-    body = {"tenant_id": tenant, "email": email, "password": pw}
-    r = client.post(system.url("users") + "/auth/login", json=body)
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
 @pytest.mark.timeout(180)
@@ -51,7 +30,7 @@ def test_tenant_b_never_sees_tenant_a(system: SystemThread) -> None:
     system.call(bootstrap_admin(system.system.running["users"], OTHER, OTHER_ADMIN, OTHER_PASSWORD))
     run = uuid.uuid4().hex[:6]
     with httpx.Client(timeout=15) as client:
-        a = login(client, system, TENANT, ADMIN_EMAIL, ADMIN_PASSWORD)
+        a = login(client, system)
         b = login(client, system, OTHER, OTHER_ADMIN, OTHER_PASSWORD)
         emp = client.post(
             system.url("employees") + "/employees",

@@ -89,9 +89,13 @@ class HrmsSettings(BaseSettings):
         """
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value()
-        path = self.data_dir / "jwt.key"
+        return self.kept_secret("jwt.key", 48)
+
+    def kept_secret(self, name: str, nbytes: int) -> str:
+        """A random secret generated once into ``<data dir>/<name>`` (mode 0600), then reused."""
+        path = self.data_dir / name
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(48))
+            path.write_text(secrets.token_urlsafe(nbytes))
         return path.read_text().strip()
