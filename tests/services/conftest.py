@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from eventbus import BaseEvent, KafkaConsumer
+from eventbus import BaseEvent, KafkaConsumer, PriorityLanes
 from eventbus.testing import MemoryBroker
 from hrms.service import HrmsSettings, Role, Service
 from hrms.services import build
@@ -70,7 +70,12 @@ class Harness:
     async def collect(self, topic: str, group: str = "test-observer") -> list[BaseEvent]:
         """Start a consumer recording every event of ``topic`` into the returned list."""
         seen: list[BaseEvent] = []
-        consumer = KafkaConsumer(group_id=group, topics=[topic], transport=self.broker)
+        lanes = None  # a topic with priority lanes is read with them, as the services do
+        if topic in self.settings.priority_topics:
+            lanes = PriorityLanes(topics=set(self.settings.priority_topics))
+        consumer = KafkaConsumer(
+            group_id=group, topics=[topic], transport=self.broker, priority_lanes=lanes
+        )
 
         async def record(event: BaseEvent) -> None:
             seen.append(event)

@@ -85,10 +85,14 @@ def of_type(events: list[BaseEvent], event_type: str) -> list[Any]:
 
 
 def key_of(harness: Harness, event: BaseEvent) -> str | None:
-    for record in harness.broker.records(INVENTORY_TOPIC):
+    """The event's key, from the topic of its priority lane (critical, high and low
+    events travel in ``inventory-events.<priority>``, the others in the topic itself)."""
+    lane = event.priority.value
+    topic = f"{INVENTORY_TOPIC}.{lane}" if lane in ("critical", "high", "low") else INVENTORY_TOPIC
+    for record in harness.broker.records(topic):
         if record.value and json.loads(record.value)["event_id"] == str(event.event_id):
             return record.key.decode() if record.key else None
-    raise AssertionError(f"{event.event_id} not on {INVENTORY_TOPIC}")
+    raise AssertionError(f"{event.event_id} not on {topic}")
 
 
 # --------------------------------------------------------------------------- products

@@ -39,7 +39,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from eventbus import BaseEvent, KafkaConsumer, KafkaProducer, KafkaSettings, MessageContext
+from eventbus import (
+    BaseEvent,
+    KafkaConsumer,
+    KafkaProducer,
+    KafkaSettings,
+    MessageContext,
+    PriorityLanes,
+)
 from eventbus._transport.base import Transport
 from eventbus.fastapi import EventBus
 from eventbus.inbox import Inbox
@@ -127,9 +134,16 @@ class Service:
         self._consumers: list[_ConsumerSpec] = []
         self.engine: AsyncEngine = create_async_engine(self.settings.url_for(name))
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.lanes = (
+            PriorityLanes(topics=set(self.settings.priority_topics))
+            if self.settings.priority_topics
+            else None
+        )
         self.producer: KafkaProducer | None = None
         if self.settings.enable_producer:
-            self.producer = KafkaProducer(settings=self.kafka, transport=transport)
+            self.producer = KafkaProducer(
+                settings=self.kafka, transport=transport, priority_lanes=self.lanes
+            )
         self.relay: OutboxRelay | None = None
         self.bus: EventBus | None = None
         self.kafka_consumers: list[KafkaConsumer] = []
@@ -218,6 +232,7 @@ class Service:
                 transport=self.transport,
                 concurrency=spec.concurrency,
                 dead_letter_topic=self.router.dead_letter_topic,
+                priority_lanes=self._lanes_for(self.router.topics_for(spec.topics)),
             )
             self.kafka_consumers.append(consumer)
             if spec.batch_size is None:
@@ -285,6 +300,12 @@ class Service:
             except Exception:  # a lost beat must not end the beating
                 logger.exception("heartbeat of %s not sent", self.name)
             await _wait_for_event(stop, interval)
+
+    def _lanes_for(self, topics: Sequence[str]) -> PriorityLanes | None:
+        """The priority lanes, for a consumer of ``topics`` that has some of them."""
+        if self.lanes is None or not self.lanes.topics.intersection(topics):
+            return None
+        return self.lanes
 
     def _single(
         self, handler: EventHandler

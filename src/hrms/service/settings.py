@@ -57,6 +57,13 @@ class HrmsSettings(BaseSettings):
         default=30.0, ge=0, validation_alias=_env("HRMS_HEARTBEAT_INTERVAL")
     )
     """Seconds between a service's ``service.health`` heartbeats; 0 sends none."""
+    priority_topics: list[str] = Field(
+        default_factory=lambda: [topics.INVENTORY_TOPIC, "inventory.low_stock"],
+        validation_alias=_env("HRMS_PRIORITY_TOPICS"),
+    )
+    """Topics with priority lanes (``eventbus.PriorityLanes``): their CRITICAL and HIGH
+    events overtake a backlog. The inventory topic under either layout by default; a JSON
+    list in the environment, ``[]`` for none."""
 
     audit_url: str = Field(
         default="http://127.0.0.1:8007",
