@@ -1,23 +1,30 @@
-"""What the employees, leaves and attendance services share.
+"""What the HRMS services share.
 
-* :class:`UTCDateTime`: a column type that always hands back aware UTC datetimes.
-* :data:`Pagination`, :class:`Page`, :func:`paginate`: ``?limit=&offset=`` lists.
-* :func:`get_or_404`: a tenant-scoped row fetch (another tenant's row is a 404).
+* :data:`Pagination`, :class:`Page`, :func:`paginate`, :func:`read_page`: ``?limit=&offset=``
+  lists; :func:`tenant_rows`: a list's ``SELECT`` with its optional equality filters.
+* :func:`find_row`, :func:`get_or_404`, :func:`read_or_404`: tenant-scoped row fetches
+  (another tenant's row is a 404).
+* :func:`insert_row`, :func:`update_row`, :func:`apply_changes`, :func:`refuse_clearing`:
+  the write steps of the create and update routes (each reads the row back).
 * :class:`Journal`: the "write + domain event + audit event" step, and notifications.
 * :func:`acting_employee`, :func:`ensure_can_act_for`, :func:`scope_to_self`: who a
   self-service request is for, and what an employee may see.
+* :func:`optional_caller`, :func:`in_callers_tenant`: the seed-001 fallback routes that
+  take an event with or without a token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from enum import Enum
 from typing import Annotated, Any, Generic, TypedDict, TypeVar
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
-from sqlalchemy import Select, Table, func, select
+from sqlalchemy import Select, Table, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +39,7 @@ from hrms.service import (
     Service,
     ServiceContext,
 )
+from hrms.service.auth import current_principal
 from hrms.service.ids import MAX_ID
 
 Clock = Callable[[], datetime]
@@ -44,6 +52,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseEvent)
 
 
 def utcnow() -> datetime:
@@ -102,25 +111,103 @@ async def paginate(
     )
 
 
+async def read_page(
+    service: Service, query: Select[Any], page: PageParams, to_item: Callable[[RowMapping], T]
+) -> Page[T]:
+    """:func:`paginate` in a session of its own (a list route)."""
+    async with service.sessions() as session:
+        return await paginate(session, query, page, to_item)
+
+
+def tenant_rows(table: Table, tenant_id: str, **filters: Any) -> Select[Any]:
+    """``SELECT`` the rows of ``table`` in ``tenant_id`` whose columns equal ``filters``.
+
+    A list's filters: a ``None`` value is a query parameter left out, so no filter; an
+    enum member stands for its value. The tenant is always a filter.
+    """
+    query = select(table).where(table.c.tenant_id == tenant_id)
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(
+                table.c[name] == (value.value if isinstance(value, Enum) else value)
+            )
+    return query
+
+
 # --------------------------------------------------------------------------- access
+
+
+async def find_row(session: AsyncSession, table: Table, **match: Any) -> RowMapping | None:
+    """The first row of ``table`` whose columns equal ``match``'s values, or ``None``."""
+    query = select(table).where(*(table.c[name] == value for name, value in match.items()))
+    return (await session.execute(query)).mappings().first()
 
 
 async def get_or_404(
     session: AsyncSession, table: Table, resource_id: int, tenant_id: str, what: str
 ) -> RowMapping:
     """The row ``resource_id`` of ``table`` in the caller's tenant, or :class:`NotFound`."""
-    row = (
-        (
-            await session.execute(
-                select(table).where(table.c.id == resource_id, table.c.tenant_id == tenant_id)
-            )
-        )
-        .mappings()
-        .first()
-    )
+    row = await find_row(session, table, id=resource_id, tenant_id=tenant_id)
     if row is None:
         raise NotFound(f"{what} {resource_id} not found")
     return row
+
+
+async def read_or_404(
+    service: Service, table: Table, resource_id: int, tenant_id: str, what: str
+) -> RowMapping:
+    """:func:`get_or_404` in a session of its own (a read route)."""
+    async with service.sessions() as session:
+        return await get_or_404(session, table, resource_id, tenant_id, what)
+
+
+# --------------------------------------------------------------------------- writes
+
+
+async def insert_row(
+    session: AsyncSession, table: Table, tenant_id: str, what: str, **values: Any
+) -> RowMapping:
+    """Insert a row of ``tenant_id`` into ``table`` and read it back (with its id)."""
+    new_id = (
+        await session.execute(
+            insert(table).values(tenant_id=tenant_id, **values).returning(table.c.id)
+        )
+    ).scalar_one()
+    return await get_or_404(session, table, new_id, tenant_id, what)
+
+
+async def update_row(
+    session: AsyncSession, table: Table, before: RowMapping, what: str, **values: Any
+) -> RowMapping:
+    """Set ``values`` on ``before``, a row of ``table``, and read it back."""
+    await session.execute(update(table).where(table.c.id == before["id"]).values(**values))
+    return await get_or_404(session, table, before["id"], before["tenant_id"], what)
+
+
+async def apply_changes(
+    session: AsyncSession,
+    table: Table,
+    before: RowMapping,
+    given: dict[str, Any],
+    what: str,
+    clock: Clock,
+) -> tuple[RowMapping, dict[str, Any]]:
+    """Write ``given`` over ``before`` (stamping ``updated_at``) if it changes anything.
+
+    Returns the row as it now stands and what changed (:func:`changed`; empty: nothing was
+    written, and the row is ``before``).
+    """
+    diff = changed(before, given)
+    if not diff:
+        return before, diff
+    return await update_row(session, table, before, what, updated_at=clock(), **given), diff
+
+
+def refuse_clearing(given: Mapping[str, Any], required: Iterable[str]) -> None:
+    """:class:`RuleBroken` if a change sets one of the ``required`` fields to ``null``."""
+    for name in required:
+        if name in given and given[name] is None:
+            raise RuleBroken(f"{name} cannot be cleared")
 
 
 def ensure_can_act_for(principal: Principal, employee_id: int, what: str) -> None:
@@ -265,3 +352,38 @@ def jsonable(value: Any) -> Any:
 def changed(before: Mapping[Any, Any], after: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of ``after`` whose values differ from ``before``'s (JSON-friendly)."""
     return {name: jsonable(value) for name, value in after.items() if before.get(name) != value}
+
+
+# --------------------------------------------------------------------------- fallbacks
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def optional_caller(*, allow_anonymous: bool) -> Callable[..., Principal | None]:
+    """A FastAPI dependency: the caller, or ``None`` for a request without a token.
+
+    Without ``allow_anonymous`` a token is required (401 without one), as for any route.
+    """
+
+    def caller(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal | None:
+        if credentials is None and allow_anonymous:
+            return None
+        return current_principal(request, credentials)
+
+    return caller
+
+
+def in_callers_tenant(event: E, principal: Principal | None) -> E:
+    """``event`` in the caller's tenant: a token's tenant fills in a missing ``tenant_id``
+    and must match a given one (:class:`Forbidden`); without a token (service to service)
+    the event keeps its own."""
+    if principal is None:
+        return event
+    if event.tenant_id is None:
+        return event.model_copy(update={"tenant_id": principal.tenant_id})
+    if event.tenant_id != principal.tenant_id:
+        raise Forbidden("the event's tenant is not the caller's tenant")
+    return event

@@ -40,9 +40,7 @@ from sqlalchemy import (
     String,
     Table,
     delete,
-    insert,
     select,
-    update,
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -61,13 +59,19 @@ from hrms.services._common import (
     Page,
     Pagination,
     acting_employee,
+    apply_changes,
     as_utc,
     changed,
     ensure_can_act_for,
     event_ids,
     get_or_404,
-    paginate,
+    insert_row,
+    read_or_404,
+    read_page,
+    refuse_clearing,
     scope_to_self,
+    tenant_rows,
+    update_row,
     utcnow,
 )
 
@@ -239,12 +243,9 @@ class AttendanceApi:
             if before is None:
                 raise Conflict(f"employee {employee_id} has no open check-in")
             given = {"check_out": now, "hours_worked": hours_between(before["check_in"], now)}
-            await session.execute(
-                update(attendance)
-                .where(attendance.c.id == before["id"])
-                .values(updated_at=now, **given)
+            row = await update_row(
+                session, attendance, before, "attendance", updated_at=now, **given
             )
-            row = await get_or_404(session, attendance, before["id"], tenant, "attendance")
             await self._record(
                 session,
                 principal,
@@ -283,23 +284,19 @@ class AttendanceApi:
         employee_id = scope_to_self(principal, employee_id, "attendance")
         if date_from and date_to and date_to < date_from:
             raise RuleBroken(f"date_to {date_to} is before date_from {date_from}")
-        query = select(attendance).where(attendance.c.tenant_id == principal.tenant_id)
-        if employee_id is not None:
-            query = query.where(attendance.c.employee_id == employee_id)
+        query = tenant_rows(attendance, principal.tenant_id, employee_id=employee_id)
         if date_from is not None:
             query = query.where(attendance.c.attendance_date >= date_from)
         if date_to is not None:
             query = query.where(attendance.c.attendance_date <= date_to)
         query = query.order_by(attendance.c.check_in.desc(), attendance.c.id.desc())
-        async with self.service.sessions() as session:
-            return await paginate(session, query, page, _out)
+        return await read_page(self.service, query, page, _out)
 
     async def get(self, attendance_id: Id, principal: CurrentUser) -> AttendanceOut:
         """One record (its employee, or a manager/admin)."""
-        async with self.service.sessions() as session:
-            row = await get_or_404(
-                session, attendance, attendance_id, principal.tenant_id, "attendance"
-            )
+        row = await read_or_404(
+            self.service, attendance, attendance_id, principal.tenant_id, "attendance"
+        )
         ensure_can_act_for(principal, row["employee_id"], "read")
         return _out(row)
 
@@ -308,9 +305,7 @@ class AttendanceApi:
     ) -> AttendanceOut:
         """Change a record (manager, admin); hours are worked out again."""
         given = body.model_dump(exclude_unset=True)
-        for required in ("check_in", "attendance_date", "status"):
-            if required in given and given[required] is None:
-                raise RuleBroken(f"{required} cannot be cleared")
+        refuse_clearing(given, ("check_in", "attendance_date", "status"))
         tenant = principal.tenant_id
         try:
             async with self.service.transaction() as session:
@@ -319,14 +314,9 @@ class AttendanceApi:
                 given["hours_worked"] = hours_between(merged["check_in"], merged["check_out"])
                 if merged["check_out"] is None and before["check_out"] is not None:
                     await _no_open_record(session, tenant, before["employee_id"])
-                diff = changed(before, given)
-                if diff:
-                    await session.execute(
-                        update(attendance)
-                        .where(attendance.c.id == attendance_id)
-                        .values(updated_at=self.clock(), **given)
-                    )
-                row = await get_or_404(session, attendance, attendance_id, tenant, "attendance")
+                row, diff = await apply_changes(
+                    session, attendance, before, given, "attendance", self.clock
+                )
                 if diff:
                     await self._record(
                         session, principal, row, EventType.ATTENDANCE_UPDATED, "UPDATE", diff
@@ -355,20 +345,16 @@ class AttendanceApi:
             async with self.service.transaction() as session:
                 if values["check_out"] is None:
                     await _no_open_record(session, tenant, values["employee_id"])
-                new_id = (
-                    await session.execute(
-                        insert(attendance)
-                        .values(
-                            tenant_id=tenant,
-                            recorded_by=principal.user_id,
-                            created_at=now,
-                            updated_at=now,
-                            **values,
-                        )
-                        .returning(attendance.c.id)
-                    )
-                ).scalar_one()
-                row = await get_or_404(session, attendance, new_id, tenant, "attendance")
+                row = await insert_row(
+                    session,
+                    attendance,
+                    tenant,
+                    "attendance",
+                    recorded_by=principal.user_id,
+                    created_at=now,
+                    updated_at=now,
+                    **values,
+                )
                 await self._record(
                     session,
                     principal,

@@ -34,9 +34,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
-    insert,
     select,
-    update,
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -55,10 +53,16 @@ from hrms.services._common import (
     Journal,
     Page,
     Pagination,
+    apply_changes,
     changed,
     event_ids,
     get_or_404,
-    paginate,
+    insert_row,
+    read_or_404,
+    read_page,
+    refuse_clearing,
+    tenant_rows,
+    update_row,
     utcnow,
 )
 
@@ -212,14 +216,9 @@ class EmployeesApi:
                 if body.manager_id is not None:
                     await _check_manager(session, tenant, body.manager_id)
                 values = {**body.model_dump(), "status": body.status.value}
-                new_id = (
-                    await session.execute(
-                        insert(employees)
-                        .values(tenant_id=tenant, created_at=now, updated_at=now, **values)
-                        .returning(employees.c.id)
-                    )
-                ).scalar_one()
-                row = await get_or_404(session, employees, new_id, tenant, "employee")
+                row = await insert_row(
+                    session, employees, tenant, "employee", created_at=now, updated_at=now, **values
+                )
                 await self._record(
                     session,
                     principal,
@@ -241,19 +240,16 @@ class EmployeesApi:
         department: str | None = None,
     ) -> Page[EmployeeOut]:
         """A page of the tenant's employees by code (admin, manager)."""
-        query = select(employees).where(employees.c.tenant_id == principal.tenant_id)
-        if status is not None:
-            query = query.where(employees.c.status == status.value)
-        if department is not None:
-            query = query.where(employees.c.department == department)
-        query = query.order_by(employees.c.employee_code, employees.c.id)
-        async with self.service.sessions() as session:
-            return await paginate(session, query, page, _out)
+        query = tenant_rows(
+            employees, principal.tenant_id, status=status, department=department
+        ).order_by(employees.c.employee_code, employees.c.id)
+        return await read_page(self.service, query, page, _out)
 
     async def get(self, employee_id: Id, principal: CurrentUser) -> EmployeeOut:
         """One employee (admin, manager, or the employee themself)."""
-        async with self.service.sessions() as session:
-            row = await get_or_404(session, employees, employee_id, principal.tenant_id, "employee")
+        row = await read_or_404(
+            self.service, employees, employee_id, principal.tenant_id, "employee"
+        )
         if not principal.can_act_for(employee_id):
             raise Forbidden("employees may read only their own record")
         return _out(row)
@@ -263,9 +259,7 @@ class EmployeesApi:
     ) -> EmployeeOut:
         """Change an employee (admin, manager); 409 if terminated or the code is taken."""
         given = body.model_dump(exclude_unset=True)
-        for required in ("employee_code", "name", "email", "hire_date"):
-            if required in given and given[required] is None:
-                raise RuleBroken(f"{required} cannot be cleared")
+        refuse_clearing(given, ("employee_code", "name", "email", "hire_date"))
         tenant = principal.tenant_id
         try:
             async with self.service.transaction() as session:
@@ -278,14 +272,9 @@ class EmployeesApi:
                         await _check_unique(session, tenant, field, value)
                 if given.get("manager_id") is not None:
                     await _check_manager(session, tenant, given["manager_id"], employee_id)
-                diff = changed(before, given)
-                if diff:
-                    await session.execute(
-                        update(employees)
-                        .where(employees.c.id == employee_id)
-                        .values(updated_at=self.clock(), **given)
-                    )
-                row = await get_or_404(session, employees, employee_id, tenant, "employee")
+                row, diff = await apply_changes(
+                    session, employees, before, given, "employee", self.clock
+                )
                 if diff:
                     await self._record(
                         session,
@@ -345,12 +334,9 @@ class EmployeesApi:
                 raise Conflict(f"employee {employee_id} is already terminated")
             if previous == new:
                 raise Conflict(f"employee {employee_id} is already {new.value}")
-            await session.execute(
-                update(employees)
-                .where(employees.c.id == employee_id)
-                .values(status=new.value, updated_at=self.clock())
+            row = await update_row(
+                session, employees, before, "employee", status=new.value, updated_at=self.clock()
             )
-            row = await get_or_404(session, employees, employee_id, tenant, "employee")
             changes: dict[str, Any] = {"status": new.value, "previous_status": previous}
             if reason:
                 changes["reason"] = reason

@@ -73,13 +73,20 @@ from hrms.services._common import (
     Page,
     Pagination,
     acting_employee,
+    apply_changes,
     changed,
     ensure_can_act_for,
     event_ids,
+    find_row,
     get_or_404,
+    insert_row,
     jsonable,
-    paginate,
+    read_or_404,
+    read_page,
+    refuse_clearing,
     scope_to_self,
+    tenant_rows,
+    update_row,
     utcnow,
 )
 
@@ -279,20 +286,16 @@ class LeavesApi:
                 "status": LeaveStatus.PENDING.value,
                 "reason": body.reason,
             }
-            new_id = (
-                await session.execute(
-                    insert(leaves)
-                    .values(
-                        tenant_id=tenant,
-                        requested_by=principal.user_id,
-                        created_at=now,
-                        updated_at=now,
-                        **values,
-                    )
-                    .returning(leaves.c.id)
-                )
-            ).scalar_one()
-            row = await get_or_404(session, leaves, new_id, tenant, "leave")
+            row = await insert_row(
+                session,
+                leaves,
+                tenant,
+                "leave",
+                requested_by=principal.user_id,
+                created_at=now,
+                updated_at=now,
+                **values,
+            )
             await self._record(
                 session, principal, row, EventType.LEAVE_REQUESTED, "REQUEST", changed({}, values)
             )
@@ -308,14 +311,10 @@ class LeavesApi:
     ) -> Page[LeaveOut]:
         """A page of leaves, latest first; employees see only their own."""
         employee_id = scope_to_self(principal, employee_id, "leaves")
-        query = select(leaves).where(leaves.c.tenant_id == principal.tenant_id)
-        if employee_id is not None:
-            query = query.where(leaves.c.employee_id == employee_id)
-        if status is not None:
-            query = query.where(leaves.c.status == status.value)
-        query = query.order_by(leaves.c.start_date.desc(), leaves.c.id.desc())
-        async with self.service.sessions() as session:
-            return await paginate(session, query, page, _out)
+        query = tenant_rows(
+            leaves, principal.tenant_id, employee_id=employee_id, status=status
+        ).order_by(leaves.c.start_date.desc(), leaves.c.id.desc())
+        return await read_page(self.service, query, page, _out)
 
     async def balance(
         self,
@@ -350,17 +349,14 @@ class LeavesApi:
 
     async def get(self, leave_id: Id, principal: CurrentUser) -> LeaveOut:
         """One leave (its employee, or a manager/admin)."""
-        async with self.service.sessions() as session:
-            row = await get_or_404(session, leaves, leave_id, principal.tenant_id, "leave")
+        row = await read_or_404(self.service, leaves, leave_id, principal.tenant_id, "leave")
         ensure_can_act_for(principal, row["employee_id"], "read")
         return _out(row)
 
     async def update(self, leave_id: Id, body: LeaveChange, principal: CurrentUser) -> LeaveOut:
         """Change a pending leave (its employee, or a manager/admin)."""
         given = body.model_dump(exclude_unset=True)
-        for required in ("leave_type", "start_date", "end_date"):
-            if required in given and given[required] is None:
-                raise RuleBroken(f"{required} cannot be cleared")
+        refuse_clearing(given, ("leave_type", "start_date", "end_date"))
         tenant = principal.tenant_id
         async with self.service.transaction() as session:
             before = await get_or_404(session, leaves, leave_id, tenant, "leave")
@@ -375,14 +371,7 @@ class LeavesApi:
             given["days"] = (end - start).days + 1
             if "leave_type" in given:
                 given["leave_type"] = leave_type.value
-            diff = changed(before, given)
-            if diff:
-                await session.execute(
-                    update(leaves)
-                    .where(leaves.c.id == leave_id)
-                    .values(updated_at=self.clock(), **given)
-                )
-            row = await get_or_404(session, leaves, leave_id, tenant, "leave")
+            row, diff = await apply_changes(session, leaves, before, given, "leave", self.clock)
             if diff:
                 await self._record(session, principal, row, EventType.LEAVE_UPDATED, "UPDATE", diff)
         return _out(row)
@@ -414,7 +403,7 @@ class LeavesApi:
                     f"leave {leave_id} ended on {before['end_date']}: "
                     "past leaves cannot be cancelled"
                 )
-            row = await self._set_status(session, principal, before, LeaveStatus.CANCELLED, {})
+            row = await self._set_status(session, before, LeaveStatus.CANCELLED, {})
             await self._record(
                 session,
                 principal,
@@ -499,19 +488,11 @@ class LeavesApi:
         )
 
     async def _set_status(
-        self,
-        session: AsyncSession,
-        principal: Principal,
-        before: RowMapping,
-        new: LeaveStatus,
-        extra: dict[str, Any],
+        self, session: AsyncSession, before: RowMapping, new: LeaveStatus, extra: dict[str, Any]
     ) -> RowMapping:
-        await session.execute(
-            update(leaves)
-            .where(leaves.c.id == before["id"])
-            .values(status=new.value, updated_at=self.clock(), **extra)
+        return await update_row(
+            session, leaves, before, "leave", status=new.value, updated_at=self.clock(), **extra
         )
-        return await get_or_404(session, leaves, before["id"], principal.tenant_id, "leave")
 
     async def _decide(
         self, leave_id: int, principal: Principal, body: Decision | None, new: LeaveStatus
@@ -526,7 +507,6 @@ class LeavesApi:
                 raise Forbidden(f"a leave cannot be {verb} by the employee who requested it")
             row = await self._set_status(
                 session,
-                principal,
                 before,
                 new,
                 {"approver_id": principal.user_id, "decision_note": note},
@@ -620,10 +600,7 @@ async def _projected(
     """The projection's row of an employee, if it knows them."""
     if employee_id is None:
         return None
-    query = select(employees).where(
-        employees.c.tenant_id == tenant_id, employees.c.id == employee_id
-    )
-    return (await session.execute(query)).mappings().first()
+    return await find_row(session, employees, tenant_id=tenant_id, id=employee_id)
 
 
 def _require_pending(row: RowMapping, verb: str) -> None:

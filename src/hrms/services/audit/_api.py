@@ -3,20 +3,18 @@
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from hrms.events import AuditEvent
 from hrms.service import context
-from hrms.service.auth import Admin, Principal, current_principal
+from hrms.service.auth import Admin, Principal
 from hrms.service.errors import Forbidden
 from hrms.service.ids import MAX_ID
+from hrms.services._common import in_callers_tenant, optional_caller
 from hrms.services.audit._chain import AuditChain, tenant_of
 from hrms.services.audit._verify import VerifyResult, verify
-
-_bearer = HTTPBearer(auto_error=False)
 
 
 class Recorded(BaseModel):
@@ -70,14 +68,7 @@ def routes(chain: AuditChain, *, allow_anonymous: bool) -> APIRouter:
     router = APIRouter(tags=["audit"])
     log = chain.tables.log
     c = log.c
-
-    def caller(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal | None:
-        if credentials is None and allow_anonymous:
-            return None
-        return current_principal(request, credentials)
+    caller = optional_caller(allow_anonymous=allow_anonymous)
 
     @router.post("/audit-logs", status_code=201, response_model=Recorded)
     async def record(
@@ -91,11 +82,7 @@ def routes(chain: AuditChain, *, allow_anonymous: bool) -> APIRouter:
         the event belongs to the caller's tenant; without one (service to service) to
         the event's own ``tenant_id``.
         """
-        if principal is not None:
-            if event.tenant_id is None:
-                event = event.model_copy(update={"tenant_id": principal.tenant_id})
-            elif event.tenant_id != principal.tenant_id:
-                raise Forbidden("the event's tenant is not the caller's tenant")
+        event = in_callers_tenant(event, principal)
         context.event_id.set(str(event.event_id))
         seq = (await chain.append([event]))[str(event.event_id)]
         if seq is None:

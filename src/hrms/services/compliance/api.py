@@ -13,9 +13,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select, update
 
 from hrms.events import EntityId, EventType, create_audit_event
-from hrms.service import Conflict, Forbidden, NotFound, ServiceContext
+from hrms.service import Conflict, Forbidden, ServiceContext
 from hrms.service.auth import CurrentUser, Manager, Principal, Role
 from hrms.service.ids import MAX_ID
+from hrms.services._common import read_or_404
 from hrms.services.compliance.checks import Checks
 from hrms.services.compliance.findings import OPEN, RESOLVED, SOURCE, as_finding_row
 from hrms.services.compliance.rules import Kind, Rule
@@ -85,22 +86,9 @@ def router(checks: Checks) -> APIRouter:
     api = APIRouter(prefix="/compliance", tags=["compliance"])
 
     async def load(principal: Principal, finding_id: int) -> dict[str, Any]:
-        async with service.sessions() as session:
-            row = (
-                (
-                    await session.execute(
-                        select(findings).where(
-                            findings.c.id == finding_id,
-                            findings.c.tenant_id == principal.tenant_id,
-                        )
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        if row is None:
-            raise NotFound(f"finding {finding_id} not found")
-        return as_finding_row(row)
+        return as_finding_row(
+            await read_or_404(service, findings, finding_id, principal.tenant_id, "finding")
+        )
 
     @api.get("/findings")
     async def list_findings(

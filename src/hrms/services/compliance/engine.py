@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from eventbus import BaseEvent
 from hrms.events import AttendanceEvent, EmployeeEvent, LeaveEvent
 from hrms.service import Service
+from hrms.services._common import find_row
 from hrms.services.compliance import projections
 from hrms.services.compliance.findings import Finding, iso, record
 from hrms.services.compliance.rules import Clock, ComplianceRules, Rule, iso_week
@@ -91,17 +92,7 @@ class EventRules:
         if event.event_type in self.rules.termination_ignored_events:
             return
         tenant = projections.tenant_of(event.tenant_id)
-        emp = (
-            (
-                await session.execute(
-                    select(employees).where(
-                        employees.c.tenant_id == tenant, employees.c.employee_id == employee_id
-                    )
-                )
-            )
-            .mappings()
-            .first()
-        )
+        emp = await find_row(session, employees, tenant_id=tenant, employee_id=employee_id)
         if emp is None or emp["status"] != projections.TERMINATED:
             return
         terminated_at = emp["terminated_at"]

@@ -26,6 +26,7 @@ from hrms.events import (
     create_notification_event,
 )
 from hrms.service import Service, ServiceContext
+from hrms.services._common import find_row
 from hrms.services.compliance.rules import KIND, ComplianceRules, Kind, Rule
 from hrms.services.compliance.tables import employees, findings
 
@@ -113,17 +114,7 @@ async def manager_email(session: AsyncSession, tenant: str, employee_id: str | N
     the e-mail of the manager's own employee record."""
     if employee_id is None:
         return None
-    emp = (
-        (
-            await session.execute(
-                select(employees).where(
-                    employees.c.tenant_id == tenant, employees.c.employee_id == employee_id
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
+    emp = await find_row(session, employees, tenant_id=tenant, employee_id=employee_id)
     if emp is None:
         return None
     if emp["manager_email"]:

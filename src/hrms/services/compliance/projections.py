@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, delete, insert, select, update
+from sqlalchemy import ColumnElement, Table, delete, insert, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hrms.events import AttendanceEvent, EmployeeEvent, EventType, LeaveEvent
+from hrms.services._common import find_row
 from hrms.services.compliance.tables import attendance, employees, leaves
 
 TERMINATED = "terminated"
@@ -48,17 +49,12 @@ def _where(table: Table, keys: dict[str, Any]) -> list[ColumnElement[bool]]:
     return [table.c[k] == v for k, v in keys.items()]
 
 
-async def _fetch(session: AsyncSession, table: Table, keys: dict[str, Any]) -> RowMapping | None:
-    result = await session.execute(select(table).where(*_where(table, keys)))
-    return result.mappings().first()
-
-
 async def _set(
     session: AsyncSession, table: Table, keys: dict[str, Any], values: dict[str, Any]
 ) -> RowMapping:
     """Update the row at ``keys`` with ``values`` and return it."""
     await session.execute(update(table).where(*_where(table, keys)).values(**values))
-    row = await _fetch(session, table, keys)
+    row = await find_row(session, table, **keys)
     assert row is not None
     return row
 
@@ -67,10 +63,10 @@ async def _upsert(
     session: AsyncSession, table: Table, keys: dict[str, Any], values: dict[str, Any]
 ) -> RowMapping:
     """Insert the row at ``keys``, or merge ``values`` into it; return it."""
-    old = await _fetch(session, table, keys)
+    old = await find_row(session, table, **keys)
     if old is None:
         await session.execute(insert(table).values(**keys, **values))
-        row = await _fetch(session, table, keys)
+        row = await find_row(session, table, **keys)
         assert row is not None
         return row
     return await _set(session, table, keys, _given(values))

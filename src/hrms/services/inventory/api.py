@@ -20,14 +20,21 @@ from eventbus import Priority
 from hrms.events import days_of_stock_remaining
 from hrms.service import Conflict, Principal, RuleBroken, Service
 from hrms.service.auth import CurrentUser, Manager
+from hrms.service.ids import MAX_ID
 from hrms.services._common import (
     Clock,
     Page,
     Pagination,
+    apply_changes,
     changed,
     event_ids,
     get_or_404,
+    insert_row,
     paginate,
+    read_or_404,
+    read_page,
+    refuse_clearing,
+    tenant_rows,
 )
 from hrms.services.inventory.events import (
     AUDIT_INVENTORY_ACTION,
@@ -49,8 +56,6 @@ Label = Annotated[str, Field(min_length=1, max_length=100)]
 Price = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
 Units = Annotated[int, Field(ge=0, le=MAX_STOCK)]
 Usage = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
-MAX_ID = 2**31 - 1
-"""The largest id a row can have (ids beyond it are answered 422, not a database error)."""
 ProductId = Annotated[int, Path(ge=1, le=MAX_ID, description="The product's id.")]
 
 
@@ -205,20 +210,16 @@ class InventoryApi:
         try:
             async with self.service.transaction() as session:
                 await _check_sku_free(session, tenant, body.sku)
-                new_id = (
-                    await session.execute(
-                        insert(products)
-                        .values(
-                            tenant_id=tenant,
-                            created_by=principal.user_id,
-                            created_at=now,
-                            updated_at=now,
-                            **values,
-                        )
-                        .returning(products.c.id)
-                    )
-                ).scalar_one()
-                row = await get_or_404(session, products, new_id, tenant, "product")
+                row = await insert_row(
+                    session,
+                    products,
+                    tenant,
+                    "product",
+                    created_by=principal.user_id,
+                    created_at=now,
+                    updated_at=now,
+                    **values,
+                )
                 await self._record(
                     session, principal, row, PRODUCT_CREATED, "CREATE", changed({}, values)
                 )
@@ -236,24 +237,18 @@ class InventoryApi:
         low_stock: bool | None = None,
     ) -> Page[ProductOut]:
         """A page of the tenant's products by SKU; ``low_stock`` filters on needing a reorder."""
-        query = select(products).where(products.c.tenant_id == principal.tenant_id)
-        if category is not None:
-            query = query.where(products.c.category == category)
-        if location is not None:
-            query = query.where(products.c.location == location)
-        if sku is not None:
-            query = query.where(products.c.sku == sku)
+        query = tenant_rows(
+            products, principal.tenant_id, category=category, location=location, sku=sku
+        )
         if low_stock is not None:
             low = products.c.quantity_on_hand <= products.c.reorder_level
             query = query.where(low if low_stock else ~low)
         query = query.order_by(products.c.sku, products.c.id)
-        async with self.service.sessions() as session:
-            return await paginate(session, query, page, product_out)
+        return await read_page(self.service, query, page, product_out)
 
     async def get(self, product_id: ProductId, principal: CurrentUser) -> ProductOut:
         """One product of the caller's tenant."""
-        async with self.service.sessions() as session:
-            row = await get_or_404(session, products, product_id, principal.tenant_id, "product")
+        row = await read_or_404(self.service, products, product_id, principal.tenant_id, "product")
         return product_out(row)
 
     async def update(
@@ -265,9 +260,7 @@ class InventoryApi:
             raise RuleBroken(
                 "quantity_on_hand changes only through POST /products/{id}/adjustments"
             )
-        for field in ("sku", "name", "unit_price", "reorder_level", "reorder_quantity"):
-            if field in given and given[field] is None:
-                raise RuleBroken(f"{field} cannot be cleared")
+        refuse_clearing(given, ("sku", "name", "unit_price", "reorder_level", "reorder_quantity"))
         if given.get("average_daily_usage", 0.0) is None:
             raise RuleBroken("average_daily_usage cannot be cleared (set 0 for unknown)")
         tenant = principal.tenant_id
@@ -276,14 +269,9 @@ class InventoryApi:
                 before = await get_or_404(session, products, product_id, tenant, "product")
                 if given.get("sku") not in (None, before["sku"]):
                     await _check_sku_free(session, tenant, given["sku"])
-                diff = changed(before, given)
-                if diff:
-                    await session.execute(
-                        update(products)
-                        .where(products.c.id == product_id)
-                        .values(updated_at=self.clock(), **given)
-                    )
-                row = await get_or_404(session, products, product_id, tenant, "product")
+                row, diff = await apply_changes(
+                    session, products, before, given, "product", self.clock
+                )
                 if diff:
                     await self._record(session, principal, row, PRODUCT_UPDATED, "UPDATE", diff)
         except IntegrityError as exc:

@@ -1,24 +1,21 @@
 """HTTP routes: ``POST /notifications`` (seed 001's fallback path) and the delivery log."""
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 
 from hrms.events import EventType, NotificationData, NotificationEvent, create_notification_event
 from hrms.service import context
-from hrms.service.auth import Admin, Principal, current_principal
-from hrms.service.errors import Forbidden, RuleBroken
+from hrms.service.auth import Admin, Principal
+from hrms.service.errors import RuleBroken
 from hrms.service.ids import MAX_ID
+from hrms.services._common import in_callers_tenant, optional_caller
 from hrms.services.notifications._errors import PermanentDeliveryError, TransientDeliveryError
 from hrms.services.notifications._log import Entry, Status
 from hrms.services.notifications._notifier import Notifier, Outcome
-
-_bearer = HTTPBearer(auto_error=False)
 
 
 class FlatNotification(NotificationData):
@@ -37,20 +34,8 @@ class SendResult(BaseModel):
     status: Outcome
 
 
-class LogEntry(BaseModel):
+class LogEntry(Entry):
     """One delivery log entry."""
-
-    event_id: str
-    tenant_id: str | None
-    recipient: str
-    template: str
-    subject: str
-    status: Status
-    attempts: int
-    error: str | None
-    created_at: datetime
-    updated_at: datetime
-    sent_at: datetime | None
 
 
 class LogPage(BaseModel):
@@ -101,14 +86,7 @@ def routes(notifier: Notifier, *, allow_anonymous: bool, http_attempts: int) -> 
         http_attempts: SMTP tries for one request.
     """
     router = APIRouter(tags=["notifications"])
-
-    def caller(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal | None:
-        if credentials is None and allow_anonymous:
-            return None
-        return current_principal(request, credentials)
+    caller = optional_caller(allow_anonymous=allow_anonymous)
 
     @router.post("/notifications", response_model=SendResult)
     async def send_notification(
@@ -127,12 +105,7 @@ def routes(notifier: Notifier, *, allow_anonymous: bool, http_attempts: int) -> 
         belongs to the caller's tenant; without one (service to service) it is scoped
         to the event's own ``tenant_id``.
         """
-        event = _parse(body)
-        if principal is not None:
-            if event.tenant_id is None:
-                event = event.model_copy(update={"tenant_id": principal.tenant_id})
-            elif event.tenant_id != principal.tenant_id:
-                raise Forbidden("the event's tenant is not the caller's tenant")
+        event = in_callers_tenant(_parse(body), principal)
         context.event_id.set(str(event.event_id))
         try:
             outcome = await notifier.deliver(event, attempts=http_attempts, wait_when_open=False)
@@ -162,16 +135,4 @@ def routes(notifier: Notifier, *, allow_anonymous: bool, http_attempts: int) -> 
 
 
 def _out(entry: Entry) -> LogEntry:
-    return LogEntry(
-        event_id=entry.event_id,
-        tenant_id=entry.tenant_id,
-        recipient=entry.recipient,
-        template=entry.template,
-        subject=entry.subject,
-        status=entry.status,
-        attempts=entry.attempts,
-        error=entry.error,
-        created_at=entry.created_at,
-        updated_at=entry.updated_at,
-        sent_at=entry.sent_at,
-    )
+    return LogEntry.model_validate(entry, from_attributes=True)

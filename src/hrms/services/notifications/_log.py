@@ -6,11 +6,11 @@ say ``sending`` before the server is contacted, and ``sent`` after).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import (
     Column,
     Integer,
@@ -64,9 +64,10 @@ delivery_log = define_log(metadata)
 """The delivery log queries use (SQL names it, so it serves every built service)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One notification as the log knows it."""
+class Entry(BaseModel):
+    """One notification as the log knows it (the API shows it as it is)."""
+
+    model_config = ConfigDict(frozen=True)
 
     event_id: str
     tenant_id: str | None
@@ -209,16 +210,4 @@ class DeliveryLog:
 
 
 def _entry(row: Any) -> Entry:
-    return Entry(
-        event_id=row["event_id"],
-        tenant_id=row["tenant_id"],
-        recipient=row["recipient"],
-        template=row["template"],
-        subject=row["subject"],
-        status=Status(row["status"]),
-        attempts=row["attempts"],
-        error=row["error"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        sent_at=row["sent_at"],
-    )
+    return Entry.model_validate(dict(row))

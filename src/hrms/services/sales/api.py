@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,8 +20,19 @@ from eventbus import Priority
 from hrms.events import EntityId, days_of_stock_remaining
 from hrms.service import Conflict, NotFound, Principal
 from hrms.service.auth import CurrentUser, Manager
-from hrms.services._common import Page, Pagination, event_ids, get_or_404, paginate
-from hrms.services.inventory.api import MAX_ID
+from hrms.service.ids import Id
+from hrms.services._common import (
+    Page,
+    Pagination,
+    event_ids,
+    find_row,
+    get_or_404,
+    insert_row,
+    read_or_404,
+    read_page,
+    tenant_rows,
+    update_row,
+)
 from hrms.services.sales.events import (
     ORDER_CANCELLED,
     ORDER_CREATED,
@@ -33,7 +44,6 @@ from hrms.services.sales.stock import CANCELLED, FULFILLED, PENDING, SalesDesk
 from hrms.services.sales.tables import alerts, forecasts, orders, products
 
 ProductKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
-Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 OrderStatus = Literal["pending", "fulfilled", "cancelled"]
 AlertStatus = Literal["open", "closed"]
 
@@ -41,7 +51,7 @@ AlertStatus = Literal["open", "closed"]
 class OrderIn(BaseModel):
     """A new order for a product inventory has announced."""
 
-    product_id: Annotated[int, Field(ge=1, le=MAX_ID)] | ProductKey
+    product_id: Id | ProductKey
     quantity: Annotated[int, Field(gt=0, le=1_000_000)]
     customer: Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -171,23 +181,19 @@ class SalesApi:
                 "status": PENDING,
                 "at_risk": False,
             }
-            new_id = (
-                await session.execute(
-                    insert(orders)
-                    .values(
-                        tenant_id=tenant,
-                        created_by=principal.user_id,
-                        created_at=now,
-                        updated_at=now,
-                        **values,
-                    )
-                    .returning(orders.c.id)
-                )
-            ).scalar_one()
-            row = await get_or_404(session, orders, new_id, tenant, "order")
+            row = await insert_row(
+                session,
+                orders,
+                tenant,
+                "order",
+                created_by=principal.user_id,
+                created_at=now,
+                updated_at=now,
+                **values,
+            )
             await self._record(session, principal, row, ORDER_CREATED, "CREATE", int(stock))
             await self.desk.reassess_orders(session, tenant, product_id)
-            row = await get_or_404(session, orders, new_id, tenant, "order")
+            row = await get_or_404(session, orders, row["id"], tenant, "order")
         return _order_out(row)
 
     async def list_orders(
@@ -199,23 +205,17 @@ class SalesApi:
         at_risk: bool | None = None,
     ) -> Page[OrderOut]:
         """A page of the tenant's orders, newest first."""
-        query = select(orders).where(orders.c.tenant_id == principal.tenant_id)
-        if status is not None:
-            query = query.where(orders.c.status == status)
-        if product_id is not None:
-            query = query.where(orders.c.product_id == product_id)
+        query = tenant_rows(orders, principal.tenant_id, status=status, product_id=product_id)
         if at_risk is not None:
             query = query.where(orders.c.at_risk.is_(at_risk))
         query = query.order_by(orders.c.id.desc())
-        async with self.service.sessions() as session:
-            return await paginate(session, query, page, _order_out)
+        return await read_page(self.service, query, page, _order_out)
 
     async def get_order(self, order_id: Id, principal: CurrentUser) -> OrderOut:
         """One order of the caller's tenant."""
-        async with self.service.sessions() as session:
-            return _order_out(
-                await get_or_404(session, orders, order_id, principal.tenant_id, "order")
-            )
+        return _order_out(
+            await read_or_404(self.service, orders, order_id, principal.tenant_id, "order")
+        )
 
     async def cancel(self, order_id: Id, principal: CurrentUser) -> OrderOut:
         """Cancel a pending order (anyone in the tenant); its units go back to the others."""
@@ -239,34 +239,28 @@ class SalesApi:
         product_id: str | None = None,
     ) -> Page[AlertOut]:
         """A page of the tenant's low-stock alerts, newest first."""
-        query = select(alerts).where(alerts.c.tenant_id == principal.tenant_id)
-        if status is not None:
-            query = query.where(alerts.c.status == status)
-        if priority is not None:
-            query = query.where(alerts.c.priority == priority.value)
-        if product_id is not None:
-            query = query.where(alerts.c.product_id == product_id)
-        query = query.order_by(alerts.c.id.desc())
-        async with self.service.sessions() as session:
-            return await paginate(session, query, page, _alert_out)
+        query = tenant_rows(
+            alerts,
+            principal.tenant_id,
+            status=status,
+            priority=priority,
+            product_id=product_id,
+        ).order_by(alerts.c.id.desc())
+        return await read_page(self.service, query, page, _alert_out)
 
     async def get_alert(self, alert_id: Id, principal: CurrentUser) -> AlertOut:
         """One alert of the caller's tenant."""
-        async with self.service.sessions() as session:
-            return _alert_out(
-                await get_or_404(session, alerts, alert_id, principal.tenant_id, "alert")
-            )
+        return _alert_out(
+            await read_or_404(self.service, alerts, alert_id, principal.tenant_id, "alert")
+        )
 
     # -- products ---------------------------------------------------------------------------
     async def list_products(self, principal: CurrentUser, page: Pagination) -> Page[ProductView]:
         """A page of the products sales knows of in the tenant, by SKU."""
-        query = (
-            select(products)
-            .where(products.c.tenant_id == principal.tenant_id)
-            .order_by(products.c.sku, products.c.product_id)
+        query = tenant_rows(products, principal.tenant_id).order_by(
+            products.c.sku, products.c.product_id
         )
-        async with self.service.sessions() as session:
-            return await paginate(session, query, page, lambda row: _product_view(row, None))
+        return await read_page(self.service, query, page, lambda row: _product_view(row, None))
 
     async def get_product(
         self, product_id: Annotated[str, Path(min_length=1, max_length=128)], principal: CurrentUser
@@ -274,28 +268,8 @@ class SalesApi:
         """One product as sales knows it, with its demand forecast once computed."""
         tenant = principal.tenant_id
         async with self.service.sessions() as session:
-            row = (
-                (
-                    await session.execute(
-                        select(products).where(
-                            products.c.tenant_id == tenant, products.c.product_id == product_id
-                        )
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            forecast = (
-                (
-                    await session.execute(
-                        select(forecasts).where(
-                            forecasts.c.tenant_id == tenant, forecasts.c.product_id == product_id
-                        )
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            row = await find_row(session, products, tenant_id=tenant, product_id=product_id)
+            forecast = await find_row(session, forecasts, tenant_id=tenant, product_id=product_id)
         if row is None:
             raise NotFound(f"product {product_id} not found")
         return _product_view(row, forecast)
@@ -311,12 +285,15 @@ class SalesApi:
                 raise Conflict(
                     f"order {order_id} is {before['status']}: only pending orders can be {status}"
                 )
-            await session.execute(
-                update(orders)
-                .where(orders.c.id == order_id)
-                .values(status=status, at_risk=False, updated_at=self.desk.clock())
+            row = await update_row(
+                session,
+                orders,
+                before,
+                "order",
+                status=status,
+                at_risk=False,
+                updated_at=self.desk.clock(),
             )
-            row = await get_or_404(session, orders, order_id, tenant, "order")
             await self._record(session, principal, row, event_type, action)
             if status == CANCELLED:
                 await self.desk.reassess_orders(session, tenant, row["product_id"])

@@ -43,7 +43,7 @@ from hrms.events import (
     low_stock_priority,
 )
 from hrms.service import Service
-from hrms.services._common import Clock, EventIds
+from hrms.services._common import Clock, EventIds, find_row, insert_row, update_row
 from hrms.services.inventory.events import (
     AUDIT_SALES_ACTION,
     ProductData,
@@ -340,12 +340,9 @@ class SalesDesk:
     async def _open_alert(
         self, session: AsyncSession, tenant_id: str, product_id: str
     ) -> RowMapping | None:
-        query = select(alerts).where(
-            alerts.c.tenant_id == tenant_id,
-            alerts.c.product_id == product_id,
-            alerts.c.status == OPEN,
+        return await find_row(
+            session, alerts, tenant_id=tenant_id, product_id=product_id, status=OPEN
         )
-        return (await session.execute(query)).mappings().first()
 
     async def _raise_or_update(
         self,
@@ -363,22 +360,18 @@ class SalesDesk:
         ids = tenant_ids(tenant_id)
         current = await self._open_alert(session, tenant_id, product_id)
         if current is None:
-            new_id = (
-                await session.execute(
-                    insert(alerts)
-                    .values(
-                        tenant_id=tenant_id,
-                        product_id=product_id,
-                        status=OPEN,
-                        priority=priority.value,
-                        raised_at=now,
-                        updated_at=now,
-                        **figures,
-                    )
-                    .returning(alerts.c.id)
-                )
-            ).scalar_one()
-            alert = await self._alert(session, new_id)
+            alert = await insert_row(
+                session,
+                alerts,
+                tenant_id,
+                "alert",
+                product_id=product_id,
+                status=OPEN,
+                priority=priority.value,
+                raised_at=now,
+                updated_at=now,
+                **figures,
+            )
             await self._announce(session, ALERT_RAISED, "RAISE", alert, ids)
             return alert, None, True
         previous = Priority(current["priority"])
@@ -386,8 +379,7 @@ class SalesDesk:
         values = {**figures, "updated_at": now}
         if rises:
             values["priority"] = priority.value
-        await session.execute(update(alerts).where(alerts.c.id == current["id"]).values(**values))
-        alert = await self._alert(session, current["id"])
+        alert = await update_row(session, alerts, current, "alert", **values)
         if not rises:
             return alert, None, False
         await self._announce(session, ALERT_UPDATED, "ESCALATE", alert, ids, previous)
@@ -403,24 +395,23 @@ class SalesDesk:
             return
         now = self.clock()
         pending, units = await self._pending(session, tenant, product_id)
-        await session.execute(
-            update(alerts)
-            .where(alerts.c.id == current["id"])
-            .values(
-                status=CLOSED,
-                closed_at=now,
-                updated_at=now,
-                current_stock=product["current_stock"],
-                reorder_level=product["reorder_level"],
-                days_of_stock_remaining=days_of_stock_remaining(
-                    product["current_stock"], product["average_daily_usage"]
-                ),
-                pending_orders=pending,
-                pending_quantity=units,
-                at_risk_orders=await self._count_at_risk(session, tenant, product_id),
-            )
+        alert = await update_row(
+            session,
+            alerts,
+            current,
+            "alert",
+            status=CLOSED,
+            closed_at=now,
+            updated_at=now,
+            current_stock=product["current_stock"],
+            reorder_level=product["reorder_level"],
+            days_of_stock_remaining=days_of_stock_remaining(
+                product["current_stock"], product["average_daily_usage"]
+            ),
+            pending_orders=pending,
+            pending_quantity=units,
+            at_risk_orders=await self._count_at_risk(session, tenant, product_id),
         )
-        alert = await self._alert(session, current["id"])
         await self._announce(session, ALERT_CLOSED, "CLOSE", alert, tenant_ids(tenant))
 
     async def _count_at_risk(self, session: AsyncSession, tenant_id: str, product_id: str) -> int:
@@ -433,11 +424,6 @@ class SalesDesk:
             )
         )
         return int(count or 0)
-
-    async def _alert(self, session: AsyncSession, alert_id: int) -> RowMapping:
-        return (
-            (await session.execute(select(alerts).where(alerts.c.id == alert_id))).mappings().one()
-        )
 
     async def _announce(
         self,

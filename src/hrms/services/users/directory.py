@@ -37,7 +37,18 @@ from hrms.service import (
     ServiceContext,
 )
 from hrms.service.errors import ServiceError
-from hrms.services._common import Page, PageParams, paginate, utcnow
+from hrms.services._common import (
+    Page,
+    PageParams,
+    find_row,
+    get_or_404,
+    insert_row,
+    read_or_404,
+    read_page,
+    tenant_rows,
+    update_row,
+    utcnow,
+)
 from hrms.services.users.outbound import HttpFallback, Unit, unit_of_work
 from hrms.services.users.schemas import UserCreate, UserOut, UserUpdate
 from hrms.services.users.tables import UserStatus, revoked_tokens, users
@@ -132,43 +143,21 @@ class Directory:
 
     # -- reading ------------------------------------------------------------------------------
     @staticmethod
-    async def _get(session: AsyncSession, tenant_id: str, user_id: int) -> RowMapping:
-        row = (
-            (
-                await session.execute(
-                    select(users).where(users.c.id == user_id, users.c.tenant_id == tenant_id)
-                )
-            )
-            .mappings()
-            .first()
-        )
-        if row is None:
-            raise NotFound(f"user {user_id} not found")
-        return row
-
-    @staticmethod
     async def _by_email(session: AsyncSession, tenant_id: str, email: str) -> RowMapping | None:
-        query = select(users).where(users.c.tenant_id == tenant_id, users.c.email == email)
-        return (await session.execute(query)).mappings().first()
+        return await find_row(session, users, tenant_id=tenant_id, email=email)
 
     async def get(self, actor: Actor, user_id: int) -> UserOut:
         """One account: admins and managers read any of their tenant, others only their own."""
         if actor.role not in (Role.ADMIN, Role.MANAGER) and actor.user_id != user_id:
             raise Forbidden("employees may read only their own account")
-        async with self.service.sessions() as session:
-            return to_out(await self._get(session, actor.tenant_id, user_id))
+        return to_out(await read_or_404(self.service, users, user_id, actor.tenant_id, "user"))
 
     async def list(
         self, actor: Actor, page: PageParams, role: Role | None, status: UserStatus | None
     ) -> Page[UserOut]:
         """A page of the tenant's accounts, ordered by id, optionally by role and status."""
-        query = select(users).where(users.c.tenant_id == actor.tenant_id).order_by(users.c.id)
-        if role is not None:
-            query = query.where(users.c.role == role.value)
-        if status is not None:
-            query = query.where(users.c.status == status.value)
-        async with self.service.sessions() as session:
-            return await paginate(session, query, page, to_out)
+        query = tenant_rows(users, actor.tenant_id, role=role, status=status)
+        return await read_page(self.service, query.order_by(users.c.id), page, to_out)
 
     # -- events -------------------------------------------------------------------------------
     @staticmethod
@@ -298,22 +287,20 @@ class Directory:
                 await self._unique(
                     unit.session, actor.tenant_id, None, body.email, body.employee_id
                 )
-                result = await unit.session.execute(
-                    insert(users)
-                    .values(
-                        tenant_id=actor.tenant_id,
-                        email=body.email,
-                        name=body.name,
-                        role=body.role.value,
-                        status=UserStatus.ACTIVE.value,
-                        password_hash=password_hash,
-                        employee_id=body.employee_id,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    .returning(users.c.id)
+                row = await insert_row(
+                    unit.session,
+                    users,
+                    actor.tenant_id,
+                    "user",
+                    email=body.email,
+                    name=body.name,
+                    role=body.role.value,
+                    status=UserStatus.ACTIVE.value,
+                    password_hash=password_hash,
+                    employee_id=body.employee_id,
+                    created_at=now,
+                    updated_at=now,
                 )
-                row = await self._get(unit.session, actor.tenant_id, result.scalar_one())
                 await unit.emit(self._user_event(row, EventType.USER_CREATED))
                 await self._audit(
                     unit,
@@ -363,7 +350,7 @@ class Directory:
             fields["role"] = Role(fields["role"]).value
         try:
             async with unit_of_work(self.service, self.fallback) as unit:
-                before = await self._get(unit.session, actor.tenant_id, user_id)
+                before = await get_or_404(unit.session, users, user_id, actor.tenant_id, "user")
                 changes = {k: v for k, v in fields.items() if before[k] != v}
                 if not changes:
                     return to_out(before)
@@ -376,12 +363,9 @@ class Directory:
                     changes.get("email"),
                     changes.get("employee_id"),
                 )
-                await unit.session.execute(
-                    update(users)
-                    .where(users.c.id == user_id)
-                    .values(**changes, updated_at=utcnow())
+                row = await update_row(
+                    unit.session, users, before, "user", **changes, updated_at=utcnow()
                 )
-                row = await self._get(unit.session, actor.tenant_id, user_id)
                 await unit.emit(self._user_event(row, EventType.USER_UPDATED, changes=changes))
                 await self._audit(
                     unit,
@@ -402,7 +386,7 @@ class Directory:
             Conflict: it is the tenant's last active admin.
         """
         async with unit_of_work(self.service, self.fallback) as unit:
-            row = await self._get(unit.session, actor.tenant_id, user_id)
+            row = await get_or_404(unit.session, users, user_id, actor.tenant_id, "user")
             await self._keep_an_admin(unit.session, row)
             await unit.session.execute(delete(users).where(users.c.id == user_id))
             await unit.emit(self._user_event(row, EventType.USER_DELETED, status="deleted"))
@@ -415,17 +399,14 @@ class Directory:
             Conflict: it already has that status, or it is the last active admin.
         """
         async with unit_of_work(self.service, self.fallback) as unit:
-            before = await self._get(unit.session, actor.tenant_id, user_id)
+            before = await get_or_404(unit.session, users, user_id, actor.tenant_id, "user")
             if before["status"] == status.value:
                 raise Conflict(f"user {user_id} is already {status.value}")
             if status is UserStatus.SUSPENDED:
                 await self._keep_an_admin(unit.session, before)
-            await unit.session.execute(
-                update(users)
-                .where(users.c.id == user_id)
-                .values(status=status.value, updated_at=utcnow())
+            row = await update_row(
+                unit.session, users, before, "user", status=status.value, updated_at=utcnow()
             )
-            row = await self._get(unit.session, actor.tenant_id, user_id)
             suspended = status is UserStatus.SUSPENDED
             event_type = EventType.USER_SUSPENDED if suspended else EventType.USER_ACTIVATED
             action = "SUSPEND" if suspended else "ACTIVATE"
@@ -453,7 +434,7 @@ class Directory:
         if not own and not actor.is_admin:
             raise Forbidden("only admins may change other users' passwords")
         async with self.service.sessions() as session:
-            row = await self._get(session, actor.tenant_id, user_id)
+            row = await get_or_404(session, users, user_id, actor.tenant_id, "user")
         if own:
             if current is None:
                 raise RuleBroken("current_password is required to change your own password")
@@ -461,7 +442,7 @@ class Directory:
                 raise Forbidden("current password is wrong")
         password_hash = await self.hash(new)
         async with unit_of_work(self.service, self.fallback) as unit:
-            row = await self._get(unit.session, actor.tenant_id, user_id)
+            row = await get_or_404(unit.session, users, user_id, actor.tenant_id, "user")
             await unit.session.execute(
                 update(users)
                 .where(users.c.id == user_id)
@@ -558,8 +539,9 @@ class Directory:
         """The caller's own account."""
         if actor.user_id is None:
             raise NotFound("no user")
-        async with self.service.sessions() as session:
-            return to_out(await self._get(session, actor.tenant_id, actor.user_id))
+        return to_out(
+            await read_or_404(self.service, users, actor.user_id, actor.tenant_id, "user")
+        )
 
     async def load_revoked(self) -> None:
         """Forget expired revocations and load the others into :attr:`revoked`."""
