@@ -20,7 +20,8 @@ class Features:
         commit_during_rebalance: OffsetCommit is accepted while a rebalance is preparing
             (noida-db answers ILLEGAL_GENERATION, which makes aiokafka rejoin as a new member).
         static_membership: ``group.instance.id`` is honoured.
-        correct_end_offsets: ListOffsets(LATEST) returns the log end (Tansu's does not).
+        correct_end_offsets: ListOffsets(LATEST) returns the log end, and ListOffsets by
+            timestamp the first offset at or after it (Tansu's answer neither right).
         offset_reset_latest: ``auto_offset_reset=latest`` starts at the log end.
         create_partitions: topics can grow.
         tls: TLS listeners exist.

@@ -1,21 +1,25 @@
-"""The ``eventbus`` command line: ``broker``, ``topics list|apply``, ``dlq``."""
+"""The ``eventbus`` command line: ``broker``, ``topics``, ``dlq``, and the operator's
+commands of :mod:`eventbus._cli_ops` (``tail``, ``publish``, ``lag``, ``groups``,
+``replay``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 import sys
-from collections.abc import Coroutine
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from eventbus._cli_common import Bootstrap, Profile, console, err
+from eventbus._cli_common import fail as _fail
+from eventbus._cli_common import kafka_settings as _dlq_settings
+from eventbus._cli_common import run as _run
+from eventbus._cli_common import when as _time
+from eventbus._cli_ops import register_commands
 from eventbus._embedded import EmbeddedBroker, default_data_dir, read_state, stop_from_state
 from eventbus._runtime import embedded_kind
 from eventbus.errors import EventBusError
@@ -37,8 +41,7 @@ dlq_app = typer.Typer(
 app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
 app.add_typer(dlq_app, name="dlq")
-console = Console()
-err = Console(stderr=True)
+register_commands(app, topics_app)
 
 DataDir = Annotated[
     Path | None,
@@ -50,11 +53,6 @@ Kind = Annotated[
     str | None,
     typer.Option("--kind", help="noida (durable, default) or tansu (memory only)."),
 ]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 def _kind(kind: str | None) -> str:
@@ -220,20 +218,6 @@ def topics_apply(
 
 # -- dlq: redrive ---------------------------------------------------------------------
 
-_T = TypeVar("_T")
-
-Bootstrap = Annotated[
-    str | None,
-    typer.Option("--bootstrap-servers", envvar="KAFKA_BOOTSTRAP_SERVERS", help="Kafka address."),
-]
-Profile = Annotated[
-    str | None,
-    typer.Option(
-        "--broker-profile",
-        envvar="KAFKA_BROKER_PROFILE",
-        help="kafka, noida, tansu or memory: the broker's declared features.",
-    ),
-]
 DlqTopic = Annotated[str, typer.Argument(help="The dead-letter topic, e.g. leave-dlq.")]
 TopicOpt = Annotated[
     str | None,
@@ -262,38 +246,6 @@ TimeoutOpt = Annotated[
     float,
     typer.Option("--timeout", min=0.1, help="Seconds allowed to read the topic to its end."),
 ]
-
-
-def _run(work: Coroutine[Any, Any, _T]) -> _T:
-    """Run ``work``; a user-facing error becomes one line and exit code 1."""
-    try:
-        return asyncio.run(work)
-    except EventBusError as exc:
-        raise _fail(str(exc)) from exc
-
-
-def _dlq_settings(bootstrap_servers: str | None, broker_profile: str | None) -> KafkaSettings:
-    from eventbus.settings import load_settings
-
-    # The Kafka clients log each failed connection attempt; the command reports the
-    # outcome itself, in one line, so their chatter would only bury it.
-    for name in ("aiokafka", "kafka", "eventbus.librdkafka"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        return load_settings(bootstrap_servers=bootstrap_servers, broker_profile=broker_profile)
-    except EventBusError as exc:
-        raise _fail(str(exc)) from exc
-
-
-def _time(option: str, text: str | None) -> datetime | None:
-    from eventbus.redrive import parse_time
-
-    if text is None:
-        return None
-    try:
-        return parse_time(text)
-    except EventBusError as exc:
-        raise _fail(f"{option}: {exc}", 2) from exc
 
 
 def _dlq_filter(

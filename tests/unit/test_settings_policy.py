@@ -167,6 +167,7 @@ def test_all_is_sorted_and_honest() -> None:
         "cli",
         "inbox",
         "outbox",
+        "ops",
         "redrive",
     }
     assert set(names) == public - modules

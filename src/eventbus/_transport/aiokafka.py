@@ -29,6 +29,7 @@ from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
+    CommitFailedError,
     IllegalStateError,
     InvalidProducerEpoch,
     InvalidProducerIdMapping,
@@ -44,6 +45,9 @@ from aiokafka.helpers import create_ssl_context
 from eventbus._transport.base import (
     ConsumerConfig,
     ConsumerTransport,
+    GroupDescription,
+    GroupMember,
+    OffsetSpec,
     OutgoingRecord,
     ProducerConfig,
     Record,
@@ -209,7 +213,7 @@ class AiokafkaConsumer:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.servers,
             client_id=config.client_id,
-            group_id=config.group_id,
+            group_id=None if config.assign is not None else config.group_id,
             group_instance_id=config.group_instance_id,
             enable_auto_commit=False,
             auto_offset_reset=config.auto_offset_reset,
@@ -224,7 +228,13 @@ class AiokafkaConsumer:
 
     async def start(self) -> None:
         await _start(self._consumer, self._settings, "consumer")
-        self._consumer.subscribe(list(self._config.topics), listener=_Listener(self._config))
+        if self._config.assign is None:
+            self._consumer.subscribe(list(self._config.topics), listener=_Listener(self._config))
+            return
+        positions = {AioTP(tp.topic, tp.partition): o for tp, o in self._config.assign.items()}
+        self._consumer.assign(list(positions))
+        for tp, offset in positions.items():
+            self._consumer.seek(tp, offset)
 
     async def stop(self) -> None:
         await self._consumer.stop()
@@ -474,6 +484,112 @@ class AiokafkaAdmin:
             for error_code, error_message, *_ in response.resources:
                 if error_code:
                     raise BrokerError(f"cannot change the configs of topic {name}: {error_message}")
+
+    async def _helper_consumer(self, group_id: str | None) -> AIOKafkaConsumer:
+        """A started consumer for what aiokafka's admin client cannot do; never subscribes."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.servers,
+            client_id=f"{self._settings.client_id}-admin",
+            group_id=group_id,
+            enable_auto_commit=False,
+            **_security(self._settings),
+        )
+        await _start(consumer, self._settings, "admin client")
+        return consumer
+
+    async def list_offsets(
+        self, partitions: Sequence[TopicPartition], spec: OffsetSpec
+    ) -> dict[TopicPartition, int | None]:
+        if not partitions:
+            return {}
+        tps = [AioTP(tp.topic, tp.partition) for tp in partitions]
+        # ListOffsets through a consumer without a group: aiokafka's admin client has none
+        consumer = await self._helper_consumer(None)
+        try:
+            if spec == "earliest":
+                found: dict[Any, Any] = await consumer.beginning_offsets(tps)
+            elif spec == "latest":
+                found = await consumer.end_offsets(tps)
+            else:
+                times = await consumer.offsets_for_times(dict.fromkeys(tps, int(spec)))
+                found = {tp: None if t is None else t.offset for tp, t in times.items()}
+        except KafkaError as exc:
+            raise BrokerError(f"cannot list offsets: {type(exc).__name__}: {exc}") from exc
+        finally:
+            await consumer.stop()
+        return {
+            TopicPartition(tp.topic, tp.partition): None if o is None else int(o)
+            for tp, o in found.items()
+        }
+
+    async def list_groups(self) -> list[str]:
+        try:
+            groups = await self._admin.list_consumer_groups()
+        except KafkaError as exc:
+            raise BrokerError(f"cannot list consumer groups: {type(exc).__name__}: {exc}") from exc
+        return sorted({str(g[0]) for g in groups})
+
+    async def describe_groups(self, group_ids: Sequence[str]) -> dict[str, GroupDescription]:
+        out: dict[str, GroupDescription] = {}
+        for group_id in group_ids:  # one per request: noida garbles all but the first answer
+            try:
+                responses = await self._admin.describe_consumer_groups([group_id])
+            except KafkaError as exc:
+                raise BrokerError(
+                    f"cannot describe consumer group {group_id}: {type(exc).__name__}: {exc}"
+                ) from exc
+            out[group_id] = GroupDescription(group_id, "Unknown")
+            for response in responses:
+                # (error_code, group, state, protocol_type, protocol, members, ...)
+                for error_code, group, state, _ptype, _protocol, members, *_ in response.groups:
+                    if group == group_id and not error_code:
+                        out[group_id] = GroupDescription(
+                            group_id,
+                            state or "Unknown",
+                            tuple(GroupMember(m[0], m[1] or "", m[2] or "") for m in members),
+                        )
+        return out
+
+    async def group_offsets(
+        self, group_id: str, topics: Sequence[str] | None = None
+    ) -> dict[TopicPartition, int]:
+        # Every partition named: Tansu cannot answer the all-partitions form of OffsetFetch.
+        counts = await self.list_topics()
+        names = [t for t in (counts if topics is None else topics) if t in counts]
+        tps = [AioTP(t, p) for t in names for p in range(counts[t])]
+        if not tps:
+            return {}
+        try:
+            found = await self._admin.list_consumer_group_offsets(group_id, partitions=tps)
+        except KafkaError as exc:
+            raise BrokerError(
+                f"cannot read the offsets of group {group_id}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return {
+            TopicPartition(tp.topic, tp.partition): int(meta.offset)
+            for tp, meta in found.items()
+            if meta.offset is not None and meta.offset >= 0
+        }
+
+    async def alter_group_offsets(self, group_id: str, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        # A commit with no generation, as Kafka's kafka-consumer-groups.sh makes: a
+        # consumer of the group with manual assignment, which never joins it.
+        consumer = await self._helper_consumer(group_id)
+        try:
+            consumer.assign([AioTP(tp.topic, tp.partition) for tp in offsets])
+            await consumer.commit({AioTP(tp.topic, tp.partition): o for tp, o in offsets.items()})
+        except CommitFailedError as exc:
+            raise BrokerError(
+                f"the broker refused the offsets of group {group_id}: it has active members"
+            ) from exc
+        except KafkaError as exc:
+            raise BrokerError(
+                f"cannot set the offsets of group {group_id}: {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            await consumer.stop()
 
 
 def _is_topic_override(entry: Any) -> bool:

@@ -7,9 +7,9 @@ adapter, the confluent-kafka adapter and the in-memory broker implement them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 
 class TopicPartition(NamedTuple):
@@ -65,6 +65,37 @@ class TopicDescription:
     replication_factor: int
     configs: dict[str, str] = field(default_factory=dict)
     """The topic's configs as the broker reports them (its defaults included)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """A member of a consumer group, as the group coordinator reports it."""
+
+    member_id: str
+    client_id: str = ""
+    host: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    """A consumer group as the cluster has it.
+
+    Attributes:
+        group_id: the group.
+        state: Kafka's group state: ``Empty`` (no members), ``Stable``,
+            ``PreparingRebalance``, ``CompletingRebalance``, ``Dead`` (unknown to the
+            coordinator) or ``Unknown``.
+        members: the active members (empty when the group has none).
+    """
+
+    group_id: str
+    state: str
+    members: tuple[GroupMember, ...] = ()
+
+
+OffsetSpec = Literal["earliest", "latest"] | int
+"""Which offset ListOffsets answers: the first, the end, or (an int) the first record at
+or after that timestamp in milliseconds since the epoch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +225,37 @@ class AdminTransport(Protocol):
     async def alter_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         """Set ``configs`` on topic ``name``; its other topic-level configs are kept."""
 
+    async def list_offsets(
+        self, partitions: Sequence[TopicPartition], spec: OffsetSpec
+    ) -> dict[TopicPartition, int | None]:
+        """ListOffsets for each partition: the first offset, the end offset, or the first
+        offset whose record timestamp is at or after ``spec`` ms (None when no record is).
+
+        The broker's answer, as is: where ``Features.correct_end_offsets`` is False (Tansu)
+        the end and timestamp answers are wrong; :mod:`eventbus.ops` then reads instead.
+        """
+
+    async def list_groups(self) -> list[str]:
+        """The ids of the consumer groups the cluster knows, sorted."""
+
+    async def describe_groups(self, group_ids: Sequence[str]) -> dict[str, GroupDescription]:
+        """State and members of each group (state ``Dead`` for a group nobody knows)."""
+
+    async def group_offsets(
+        self, group_id: str, topics: Sequence[str] | None = None
+    ) -> dict[TopicPartition, int]:
+        """The group's committed offsets on ``topics`` (every topic when None); partitions
+        it never committed are left out."""
+
+    async def alter_group_offsets(self, group_id: str, offsets: dict[TopicPartition, int]) -> None:
+        """Set the group's committed offsets, as a commit from outside the group.
+
+        The broker accepts it only while the group has no active members.
+
+        Raises:
+            BrokerError: the broker refused (e.g. the group has members).
+        """
+
 
 @dataclass(frozen=True, slots=True)
 class ConsumerConfig:
@@ -213,6 +275,10 @@ class ConsumerConfig:
     isolation_level: str = "read_uncommitted"
     range_assignment: bool = False
     """Assign the same partition numbers of co-partitioned topics to the same member."""
+    assign: Mapping[TopicPartition, int] | None = None
+    """Read these partitions from these offsets by manual assignment instead of
+    subscribing to ``topics``: no group is joined and nothing may be committed (tools
+    such as ``eventbus tail`` read this way)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,15 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar, cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+)
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
@@ -42,10 +50,14 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
     ResourceType,
 )
+from confluent_kafka.admin import OffsetSpec as KafkaOffsetSpec  # type: ignore[attr-defined]
 
 from eventbus._transport.base import (
     ConsumerConfig,
     ConsumerTransport,
+    GroupDescription,
+    GroupMember,
+    OffsetSpec,
     OutgoingRecord,
     ProducerConfig,
     Record,
@@ -331,6 +343,14 @@ class ConfluentConsumer:
         except BrokerUnavailableError:
             await self._close()
             raise
+        if self._config.assign is not None:
+            self._consumer.assign(
+                [
+                    KafkaTopicPartition(tp.topic, tp.partition, o)
+                    for tp, o in self._config.assign.items()
+                ]
+            )
+            return
         self._consumer.subscribe(
             list(self._config.topics),
             on_assign=lambda _c, parts: self._bridge(self._config.on_assigned, parts),
@@ -622,6 +642,113 @@ class ConfluentAdmin:
                 await asyncio.wrap_future(fut)
             except KafkaException as exc:
                 raise BrokerError(f"cannot change the configs of topic {name}: {exc}") from exc
+
+    async def list_offsets(
+        self, partitions: Sequence[TopicPartition], spec: OffsetSpec
+    ) -> dict[TopicPartition, int | None]:
+        if not partitions:
+            return {}
+        if spec == "earliest":
+            wanted = KafkaOffsetSpec.earliest()  # type: ignore[no-untyped-call]
+        elif spec == "latest":
+            wanted = KafkaOffsetSpec.latest()  # type: ignore[no-untyped-call]
+        else:
+            wanted = KafkaOffsetSpec.for_timestamp(int(spec))
+        futures = self._admin.list_offsets(
+            {KafkaTopicPartition(tp.topic, tp.partition): wanted for tp in partitions},
+            request_timeout=self._settings.connect_timeout_s,
+        )
+        out: dict[TopicPartition, int | None] = {}
+        for part, fut in futures.items():
+            try:
+                offset = (await asyncio.wrap_future(fut)).offset
+            except KafkaException as exc:
+                raise BrokerError(
+                    f"cannot list offsets of {part.topic}[{part.partition}]: {exc}"
+                ) from exc
+            out[TopicPartition(part.topic, part.partition)] = None if offset < 0 else int(offset)
+        return out
+
+    async def list_groups(self) -> list[str]:
+        fut = self._admin.list_consumer_groups(request_timeout=self._settings.connect_timeout_s)
+        try:
+            result = await asyncio.wrap_future(fut)
+        except KafkaException as exc:
+            raise BrokerError(f"cannot list consumer groups: {exc}") from exc
+        return sorted({g.group_id for g in result.valid})
+
+    async def describe_groups(self, group_ids: Sequence[str]) -> dict[str, GroupDescription]:
+        if not group_ids:
+            return {}
+        futures = self._admin.describe_consumer_groups(
+            list(group_ids), request_timeout=self._settings.connect_timeout_s
+        )
+        out: dict[str, GroupDescription] = {}
+        for group, fut in futures.items():
+            try:
+                found = await asyncio.wrap_future(fut)
+            except KafkaException as exc:
+                raise BrokerError(f"cannot describe consumer group {group}: {exc}") from exc
+            out[group] = GroupDescription(
+                group,
+                _GROUP_STATES.get(found.state, "Unknown"),
+                tuple(
+                    GroupMember(m.member_id, m.client_id or "", m.host or "") for m in found.members
+                ),
+            )
+        return out
+
+    async def group_offsets(
+        self, group_id: str, topics: Sequence[str] | None = None
+    ) -> dict[TopicPartition, int]:
+        futures = self._admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group_id)],
+            request_timeout=self._settings.connect_timeout_s,
+        )
+        out: dict[TopicPartition, int] = {}
+        for fut in futures.values():
+            try:
+                found = await asyncio.wrap_future(fut)
+            except KafkaException as exc:
+                raise BrokerError(f"cannot read the offsets of group {group_id}: {exc}") from exc
+            for part in found.topic_partitions or ():
+                if part.offset >= 0 and (topics is None or part.topic in topics):
+                    out[TopicPartition(part.topic, part.partition)] = int(part.offset)
+        return out
+
+    async def alter_group_offsets(self, group_id: str, offsets: dict[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        request = ConsumerGroupTopicPartitions(
+            group_id, [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
+        )
+        futures = self._admin.alter_consumer_group_offsets(
+            [request], request_timeout=self._settings.connect_timeout_s
+        )
+        for fut in futures.values():
+            try:
+                done = await asyncio.wrap_future(fut)
+            except KafkaException as exc:
+                raise BrokerError(_refused(group_id, exc)) from exc
+            failed = [p for p in done.topic_partitions or () if p.error is not None]
+            if failed:
+                raise BrokerError(_refused(group_id, failed[0].error))
+
+
+_GROUP_STATES = {
+    ConsumerGroupState.STABLE: "Stable",
+    ConsumerGroupState.EMPTY: "Empty",
+    ConsumerGroupState.DEAD: "Dead",
+    ConsumerGroupState.PREPARING_REBALANCING: "PreparingRebalance",
+    ConsumerGroupState.COMPLETING_REBALANCING: "CompletingRebalance",
+}
+
+
+def _refused(group_id: str, error: object) -> str:
+    text = str(error)
+    if "UNKNOWN_MEMBER_ID" in text or "REBALANCE_IN_PROGRESS" in text:
+        return f"the broker refused the offsets of group {group_id}: it has active members"
+    return f"cannot set the offsets of group {group_id}: {text}"
 
 
 class ConfluentTransport:

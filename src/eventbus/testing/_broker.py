@@ -19,6 +19,9 @@ from eventbus._partitioner import partition_for
 from eventbus._transport.base import (
     ConsumerConfig,
     ConsumerTransport,
+    GroupDescription,
+    GroupMember,
+    OffsetSpec,
     OutgoingRecord,
     ProducerConfig,
     Record,
@@ -286,10 +289,15 @@ class MemoryConsumer:
     async def start(self) -> None:
         if not self._broker.available:
             raise BrokerUnavailableError("memory broker is down")
-        await self._broker.join(self)
+        if self.config.assign is None:
+            await self._broker.join(self)
+            return
+        self.owned = set(self.config.assign)  # manual assignment: no group is joined
+        self.positions = dict(self.config.assign)
 
     async def stop(self) -> None:
-        await self._broker.leave(self)
+        if self.config.assign is None:
+            await self._broker.leave(self)
 
     async def getmany(self, timeout_ms: int, max_records: int) -> list[Record]:
         arrived = self._broker.data_event
@@ -317,6 +325,8 @@ class MemoryConsumer:
         return out
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.config.assign is not None:
+            raise BrokerError("a consumer with manual assignment has no group to commit to")
         group = self._broker.groups[self.config.group_id]
         foreign = [tp for tp in offsets if tp not in self.owned]
         if foreign:
@@ -402,3 +412,52 @@ class MemoryAdmin:
         if name not in self._broker.topics:
             raise BrokerError(f"UnknownTopicOrPartition: {name}")
         self._broker.topic_configs.setdefault(name, {}).update(configs)
+
+    async def list_offsets(
+        self, partitions: Sequence[TopicPartition], spec: OffsetSpec
+    ) -> dict[TopicPartition, int | None]:
+        broker = self._broker
+        out: dict[TopicPartition, int | None] = {}
+        for tp in partitions:
+            if spec == "earliest":
+                out[tp] = 0
+            elif spec == "latest":
+                out[tp] = broker.end_offset(tp)
+            else:
+                parts = broker.topics.get(tp.topic) or []
+                log = parts[tp.partition] if tp.partition < len(parts) else []
+                out[tp] = next((r.offset for r in log if r.timestamp_ms >= spec), None)
+        return out
+
+    async def list_groups(self) -> list[str]:
+        return sorted(self._broker.groups)
+
+    async def describe_groups(self, group_ids: Sequence[str]) -> dict[str, GroupDescription]:
+        out: dict[str, GroupDescription] = {}
+        for group_id in group_ids:
+            group = self._broker.groups.get(group_id)
+            if group is None:
+                out[group_id] = GroupDescription(group_id, "Dead")
+                continue
+            members = tuple(
+                GroupMember(f"{m.config.client_id}-{id(m):x}", m.config.client_id, "memory")
+                for m in group.members
+            )
+            out[group_id] = GroupDescription(group_id, "Stable" if members else "Empty", members)
+        return out
+
+    async def group_offsets(
+        self, group_id: str, topics: Sequence[str] | None = None
+    ) -> dict[TopicPartition, int]:
+        group = self._broker.groups.get(group_id)
+        if group is None:
+            return {}
+        return {tp: o for tp, o in group.committed.items() if topics is None or tp.topic in topics}
+
+    async def alter_group_offsets(self, group_id: str, offsets: dict[TopicPartition, int]) -> None:
+        group = self._broker.groups.setdefault(group_id, _Group())
+        if group.members:
+            raise BrokerError(
+                f"the broker refused the offsets of group {group_id}: it has active members"
+            )
+        group.committed.update(offsets)
