@@ -318,7 +318,7 @@ async def test_graceful_stop_keeps_acknowledged_writes(noida: EmbeddedBroker) ->
     assert not lost, f"{len(lost)} of {len(acked)} acknowledged records lost: {lost[:5]}..."
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 async def test_consumer_survives_a_broker_crash(
     noida: EmbeddedBroker, tmp_path: Path, tally: Tally
 ) -> None:
@@ -364,7 +364,9 @@ async def test_consumer_survives_a_broker_crash(
         await asyncio.to_thread(noida.kill)
         await asyncio.to_thread(noida.start)
         try:
-            await wait_for(lambda: effect_total(db) >= len(plan.good), 15, "every effect")
+            # liveness, not speed: on a loaded machine each dead-letter transaction on noida
+            # takes a while, and some hundred are left after the restart
+            await wait_for(lambda: effect_total(db) >= len(plan.good), 90, "every effect")
             recovered = True
         except AssertionError:
             pass
