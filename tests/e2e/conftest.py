@@ -23,7 +23,7 @@ from eventbus._embedded import EmbeddedBroker
 from eventbus.settings import load_settings
 from hrms.service import HrmsSettings
 from hrms.services import PORTS
-from hrms.system import System
+from hrms.system import System, free_port
 
 ADMIN_EMAIL = "admin@e2e.example"
 ADMIN_PASSWORD = "e2e-admin-password"
@@ -126,3 +126,13 @@ def login(
     r = client.post(system.url("users") + "/auth/login", json=body)
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker of the test's own, on a fixed port (so a restart keeps the address)."""
+    broker = EmbeddedBroker("noida", data_dir=tmp_path / "noida", port=free_port()).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

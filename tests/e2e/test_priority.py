@@ -9,7 +9,6 @@ LOW backlog is still unhandled.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,6 @@ import pytest
 from eventbus import KafkaProducer, Priority
 from eventbus._embedded import EmbeddedBroker
 from hrms.services.inventory.events import STOCK_ADJUSTED, ProductData, ProductEvent
-from hrms.system import free_port
 from tests.e2e.conftest import TENANT, SystemThread, login, make_system, wait_for
 
 pytestmark = pytest.mark.broker
@@ -26,15 +24,6 @@ pytestmark = pytest.mark.broker
 BACKLOG = 5000
 BULK_ID = 900_001
 BULK_PRODUCTS = 30  # many keys: the backlog fills every partition, the product's too
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker("noida", data_dir=tmp_path / "noida", port=free_port()).start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def bulk_event(n: int) -> ProductEvent:

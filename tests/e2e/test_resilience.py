@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +13,9 @@ import httpx
 import pytest
 
 from eventbus._embedded import EmbeddedBroker
-from hrms.system import free_port
 from tests.e2e.conftest import SystemThread, login, make_system, wait_for
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker("noida", data_dir=tmp_path / "noida", port=free_port()).start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.mark.timeout(240)
