@@ -82,13 +82,20 @@ class ServiceContext:
         }
 
 
-@dataclass
-class _ConsumerSpec:
+@dataclass(frozen=True)
+class ConsumerDeclaration:
+    """A consumer a service declared: what it reads, in which group, and how.
+
+    ``topics`` are the domain topics as declared; the deployment's layout decides the real
+    topic names (:meth:`Service.declared_consumers`).
+    """
+
     topics: tuple[str, ...]
     handler: EventHandler
     group: str
     batch_size: int | None
     concurrency: int
+
 
 
 class Service:
@@ -131,7 +138,7 @@ class Service:
         self.on_start: list[Callable[[], Awaitable[None]]] = []
         self.on_stop: list[Callable[[], Awaitable[None]]] = []
         self.readiness: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {}
-        self._consumers: list[_ConsumerSpec] = []
+        self._consumers: list[ConsumerDeclaration] = []
         self.engine: AsyncEngine = create_async_engine(self.settings.url_for(name))
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.lanes = (
@@ -173,7 +180,7 @@ class Service:
 
         def register(handler: EventHandler) -> EventHandler:
             self._consumers.append(
-                _ConsumerSpec(
+                ConsumerDeclaration(
                     tuple(topics),
                     handler,
                     group or f"hrms-{self.name}",
@@ -184,6 +191,11 @@ class Service:
             return handler
 
         return register
+
+    def declared_consumers(self) -> list[tuple[ConsumerDeclaration, tuple[str, ...]]]:
+        """Every declared consumer with the topics it really reads under this layout
+        (before priority lanes are added); for documentation such as AsyncAPI."""
+        return [(spec, tuple(self.router.topics_for(spec.topics))) for spec in self._consumers]
 
     # -- writing ----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
