@@ -31,6 +31,7 @@ from eventbus.ops import (
     build_events,
     consumer_lag,
     describe_topic,
+    describe_topics,
     load_registry,
     parse_events,
     plan_replay,
@@ -140,6 +141,19 @@ async def test_describe_topic(broker: MemoryBroker) -> None:
         "partitions": [{"partition": 0, "earliest": 0, "end": 0, "records": 0}],
         "configs": {"retention.ms": "1000"},
     }
+
+
+async def test_describe_topics_at_once(broker: MemoryBroker) -> None:
+    async with admin_for(broker) as admin:
+        await admin.client.create_topics([TopicSpec("audit", 1, 1, {"retention.ms": "1000"})])
+        await admin.topics(refresh=True)
+        both = await describe_topics(admin, ["leaves", "audit", "leaves"])
+        assert await describe_topics(admin, []) == []
+        with pytest.raises(UnknownTopicError):
+            await describe_topics(admin, ["leaves", "nope"])
+    assert [t.name for t in both] == ["leaves", "audit"]
+    assert [t.records for t in both] == [5, 0]
+    assert both[1].configs == {"retention.ms": "1000"}
 
 
 # -- tail ---------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from eventbus.ops._publish import (
 from eventbus.ops._reader import PartitionReader
 from eventbus.ops._replay import ReplayPlan, ReplayRange, ReplayResult, plan_replay, run_replay
 from eventbus.ops._tail import EventFilter, EventView, TailStart, tail
-from eventbus.ops._topics import PartitionInfo, TopicInfo, describe_topic
+from eventbus.ops._topics import PartitionInfo, TopicInfo, describe_topic, describe_topics
 
 __all__ = [
     "Admin",
@@ -68,6 +68,7 @@ __all__ = [
     "build_events",
     "consumer_lag",
     "describe_topic",
+    "describe_topics",
     "ensure_inactive",
     "load_registry",
     "parse_events",

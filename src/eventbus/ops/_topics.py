@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,13 +75,30 @@ async def describe_topic(admin: Admin, name: str) -> TopicInfo:
     Raises:
         UnknownTopicError: the topic does not exist.
     """
-    tps = await admin.partitions(name)
-    described = (await admin.client.describe_topics([name])).get(name)
-    earliest = await admin.earliest_offsets(tps)
-    ends = await admin.end_offsets(tps)
-    return TopicInfo(
-        name,
-        described.replication_factor if described is not None else 0,
-        tuple(PartitionInfo(tp.partition, earliest[tp], ends[tp]) for tp in tps),
-        dict(described.configs) if described is not None else {},
-    )
+    return (await describe_topics(admin, [name]))[0]
+
+
+async def describe_topics(admin: Admin, names: Sequence[str]) -> list[TopicInfo]:
+    """Describe several topics at once (one offsets request for all their partitions).
+
+    Raises:
+        UnknownTopicError: a topic does not exist.
+    """
+    wanted = list(dict.fromkeys(names))
+    tps = {name: await admin.partitions(name) for name in wanted}
+    every = [tp for parts in tps.values() for tp in parts]
+    described = await admin.client.describe_topics(wanted) if wanted else {}
+    earliest = await admin.earliest_offsets(every) if every else {}
+    ends = await admin.end_offsets(every)
+    out: list[TopicInfo] = []
+    for name in wanted:
+        found = described.get(name)
+        out.append(
+            TopicInfo(
+                name,
+                found.replication_factor if found is not None else 0,
+                tuple(PartitionInfo(tp.partition, earliest[tp], ends[tp]) for tp in tps[name]),
+                dict(found.configs) if found is not None else {},
+            )
+        )
+    return out
