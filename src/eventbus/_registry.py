@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from eventbus._envelope import BaseEvent
 from eventbus.errors import ConfigurationError, UnknownEventTypeError
@@ -12,6 +12,22 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 """Turns version N's payload dict into version N+1's."""
 
 _ANY = "*"
+
+
+class Registration(NamedTuple):
+    """One model registered in an :class:`EventRegistry` (see :meth:`~EventRegistry.registrations`).
+
+    Attributes:
+        event_type: the event type, or None for a topic-wide registration.
+        topic: the topic, or None for a registration valid on any topic.
+        version: the event version the model describes.
+        model: the envelope model.
+    """
+
+    event_type: str | None
+    topic: str | None
+    version: int
+    model: type[BaseEvent]
 
 
 class EventRegistry:
@@ -127,6 +143,21 @@ class EventRegistry:
                     payload = upcast(payload)
             envelope = {**envelope, "data": payload, "event_version": newest}
         return versions[newest].model_validate(envelope)
+
+    def registrations(self) -> list[Registration]:
+        """Every registered model with its event type, topic and version, sorted.
+
+        For documentation (``eventbus.asyncapi``): each version is listed, not only the
+        newest one that :meth:`parse` returns.
+        """
+        out = [
+            Registration(
+                None if etype == _ANY else etype, None if topic == _ANY else topic, version, model
+            )
+            for (topic, etype), versions in self._models.items()
+            for version, model in versions.items()
+        ]
+        return sorted(out, key=lambda r: (r.event_type or "", r.topic or "", r.version))
 
     def event_types(self) -> list[str]:
         """All registered event types (not topic-wide registrations)."""
