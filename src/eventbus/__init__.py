@@ -17,6 +17,7 @@ from eventbus._priority import PriorityLanes
 from eventbus._producer import KafkaProducer, close_producer, get_producer
 from eventbus._registry import EventRegistry, default_registry
 from eventbus._retrytopics import RetryTopics
+from eventbus._stall import StallDetector
 from eventbus._topics import TopicSpec, ensure_topics
 from eventbus._transport.base import Record, RecordMetadata, TopicPartition
 from eventbus.errors import (
@@ -60,6 +61,7 @@ __all__ = [
     "RetryPolicy",
     "RetryTopics",
     "SerializationError",
+    "StallDetector",
     "TopicPartition",
     "TopicSpec",
     "UnknownEventTypeError",

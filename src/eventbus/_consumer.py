@@ -52,6 +52,7 @@ from eventbus.errors import (
     LifecycleError,
     UnsupportedFeatureError,
 )
+from eventbus.observe import Observer, PartitionProgress, fanout
 from eventbus.settings import KafkaSettings, load_settings
 
 logger = logging.getLogger("eventbus.consumer")
@@ -93,6 +94,8 @@ class KafkaConsumer:
             HIGH records overtake a backlog of lower ones and LOW keeps a share. A lane
             record that fails goes to its logical topic's dead-letter topic. Not
             combined with ``retry_topics``.
+        observers: told of every record handled and its outcome (metrics, tracing; see
+            :mod:`eventbus.observe`); the process-wide observers when omitted.
         **overrides: any other :class:`KafkaSettings` field.
     """
 
@@ -115,6 +118,7 @@ class KafkaConsumer:
         retry_topics: RetryTopics | None = None,
         client_id: str | None = None,
         priority_lanes: PriorityLanes | None = None,
+        observers: Sequence[Observer] | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(transport, str):  # the name of a transport, as in KAFKA_TRANSPORT
@@ -154,6 +158,7 @@ class KafkaConsumer:
             self.group_id,
             self.settings.max_message_bytes,
             lambda: self._stopping,
+            fanout(observers),
         )
         self.stats = self._dispatch.stats
         self._transport = transport
@@ -376,10 +381,19 @@ class KafkaConsumer:
         offset (0 when it never committed). Partitions whose high watermark is not known
         yet are left out; a consumer that is not started has no lag to report.
         """
+        return {tp: p.lag for tp, p in (await self.progress()).items()}
+
+    async def progress(self) -> dict[TopicPartition, PartitionProgress]:
+        """The committed offset, high watermark and lag of every assigned partition.
+
+        The high watermark is the one the last fetch returned, not a ListOffsets answer,
+        so it is right on brokers whose end offsets cannot be trusted (Tansu's).
+        Partitions not fetched from yet are left out.
+        """
         client = self._client
         if client is None:
             return {}
-        out: dict[TopicPartition, int] = {}
+        out: dict[TopicPartition, PartitionProgress] = {}
         for tp in sorted(client.assignment()):
             high = client.highwater(tp)
             if high is None:
@@ -387,7 +401,8 @@ class KafkaConsumer:
             committed = self._committed.get(tp)
             if committed is None:
                 committed = await client.committed(tp)
-            out[tp] = max(high - (committed or 0), 0)
+            done = committed or 0
+            out[tp] = PartitionProgress(done, high, max(high - done, 0))
         return out
 
     # -- offsets ------------------------------------------------------------------------
@@ -518,6 +533,7 @@ class KafkaConsumer:
             router.parked.setdefault(record.key, deque())
             router.heads[record.key] = router.heads.get(record.key, 0) + 1
         self.stats.retried_later += 1
+        self._dispatch.observers.outcome(self.group_id, record, "retried")
         logger.info(
             "%s[%d]@%d waits in %s", record.topic, record.partition, record.offset, hop.topic
         )

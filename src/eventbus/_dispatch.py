@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -16,6 +16,8 @@ from eventbus._registry import EventRegistry
 from eventbus._transport.base import OutgoingRecord, Record
 from eventbus.errors import DecodeError, UnknownEventTypeError
 from eventbus.headers import EVENT_TYPE
+from eventbus.observe import Fanout
+from eventbus.observe import Outcome as Seen
 
 logger = logging.getLogger("eventbus.consumer")
 
@@ -52,6 +54,7 @@ class Dispatcher:
         group_id: str,
         max_message_bytes: int,
         stopping: Callable[[], bool],
+        observers: Fanout | None = None,
     ) -> None:
         self.registry = registry
         self.retry = retry
@@ -59,12 +62,21 @@ class Dispatcher:
         self.max_message_bytes = max_message_bytes
         self.stopping = stopping
         self.stats = ConsumerStats()
+        self.observers = observers if observers is not None else Fanout([])
         self.routes: dict[str, HandlerSpec] = {}
         self.middlewares: list[Middleware] = []
         self.writer: DeadLetterWriter | None = None
         self.commit_txn: Callable[[Record, list[OutgoingRecord]], Awaitable[None]] | None = None
         self.on_failure: Callable[[Record, Failure], Awaitable[bool]] | None = None
         """Called when a handler keeps failing; True means it took the record (retry tier)."""
+
+    def _note(self, records: Sequence[Record], seen: Seen) -> None:
+        """Count ``records`` under ``seen`` in the stats and tell the observers."""
+        stats = self.stats
+        setattr(stats, seen, getattr(stats, seen) + len(records))
+        if self.observers:
+            for record in records:
+                self.observers.outcome(self.group_id, record, seen)
 
     def route(self, record: Record, default: HandlerSpec | None) -> HandlerSpec | None:
         if not self.routes:
@@ -89,9 +101,15 @@ class Dispatcher:
     async def process(
         self, record: Record, default: HandlerSpec | None, dlq_handler: DlqHandler | None
     ) -> bool:
+        with self.observers.handling(self.group_id, (record,)):
+            return await self._process(record, default, dlq_handler)
+
+    async def _process(
+        self, record: Record, default: HandlerSpec | None, dlq_handler: DlqHandler | None
+    ) -> bool:
         prepared = self._prepare(record, default)
         if prepared is None:
-            self.stats.skipped += 1
+            self._note((record,), "skipped")
             return True
         if isinstance(prepared, Failure):
             return await self.dead_letter(record, prepared, dlq_handler)
@@ -103,7 +121,7 @@ class Dispatcher:
         async def attempt() -> None:
             ctx.attempt += 1
             if ctx.attempt > 1:
-                self.stats.retried += 1
+                self._note((record,), "retried")
                 ctx.outputs.clear()  # an aborted attempt's outputs were never visible
             await self._invoke(spec, payload, ctx)
             if commit_txn is not None:
@@ -111,9 +129,9 @@ class Dispatcher:
 
         outcome = await self.retry.run(attempt)
         if outcome.ok:
-            self.stats.processed += 1
+            self._note((record,), "processed")
             return True
-        self.stats.failed += 1
+        self._note((record,), "failed")
         assert outcome.error is not None
         failure = Failure(
             outcome.error, outcome.attempts, "handler", self.group_id, outcome.first_failure_at
@@ -179,12 +197,12 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 - fall back to the dead-letter topic
                 logger.error("dlq_handler failed (%s); writing to the dead-letter topic", exc)
             else:
-                self.stats.dead_lettered += 1
+                self._note((record,), "dead_lettered")
                 return True
         assert self.writer is not None
         written = await self.writer.write(record, failure, self.stopping)
         if written:
-            self.stats.dead_lettered += 1
+            self._note((record,), "dead_lettered")
         return written
 
     async def _call_batch(self, spec: HandlerSpec, items: list[tuple[Record, Any]]) -> None:
@@ -195,6 +213,12 @@ class Dispatcher:
             await spec.func(payloads)
 
     async def process_batch(
+        self, records: list[Record], spec: HandlerSpec, dlq_handler: DlqHandler | None
+    ) -> bool:
+        with self.observers.handling(self.group_id, records):
+            return await self._process_batch(records, spec, dlq_handler)
+
+    async def _process_batch(
         self, records: list[Record], spec: HandlerSpec, dlq_handler: DlqHandler | None
     ) -> bool:
         items: list[tuple[Record, Any]] = []
@@ -209,7 +233,7 @@ class Dispatcher:
             return True
         outcome = await self.retry.run(partial(self._call_batch, spec, items))
         if outcome.ok:
-            self.stats.processed += len(items)
+            self._note([r for r, _ in items], "processed")
             return True
         if len(items) == 1:  # already run alone, with the full policy: no second run
             return await self._give_up(items[0], outcome, dlq_handler)
@@ -221,7 +245,7 @@ class Dispatcher:
     async def _give_up(
         self, item: tuple[Record, Any], outcome: Outcome, dlq_handler: DlqHandler | None
     ) -> bool:
-        self.stats.failed += 1
+        self._note((item[0],), "failed")
         assert outcome.error is not None
         record, payload = item
         failure = Failure(
@@ -235,14 +259,14 @@ class Dispatcher:
         if len(items) == 1:
             outcome = await self.retry.run(partial(self._call_batch, spec, items))
             if outcome.ok:
-                self.stats.processed += 1
+                self._note((items[0][0],), "processed")
                 return True
             return await self._give_up(items[0], outcome, dlq_handler)
         mid = len(items) // 2
         for half in (items[:mid], items[mid:]):
             outcome = await NO_RETRY.run(partial(self._call_batch, spec, half))
             if outcome.ok:
-                self.stats.processed += len(half)
+                self._note([r for r, _ in half], "processed")
             elif not await self._isolate(half, spec, dlq_handler):
                 return False
         return True

@@ -21,6 +21,7 @@ from eventbus.errors import (
     LifecycleError,
     PublishError,
 )
+from eventbus.observe import Fanout, Observer, fanout
 from eventbus.settings import KafkaSettings, load_settings
 
 logger = logging.getLogger("eventbus.producer")
@@ -48,6 +49,8 @@ class KafkaProducer:
             topic (``inventory-events.critical``, ...), keeping the key; raw records
             (``enqueue_raw``, ``send_raw``: the outbox relay) are routed by their
             ``priority`` header. Missing lane topics are created at :meth:`start`.
+        observers: told of every record sent and how it ended (metrics, tracing; see
+            :mod:`eventbus.observe`); the process-wide observers when omitted.
         **overrides: any other :class:`KafkaSettings` field.
     """
 
@@ -60,6 +63,7 @@ class KafkaProducer:
         transport: Transport | str | None = None,
         delivery_timeout_s: float = 60.0,
         priority_lanes: PriorityLanes | None = None,
+        observers: Sequence[Observer] | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(transport, str):  # the name of a transport, as in KAFKA_TRANSPORT
@@ -75,6 +79,7 @@ class KafkaProducer:
         self._start_lock = asyncio.Lock()
         self.priority_lanes = priority_lanes
         self._laned = priority_lanes.topics if priority_lanes is not None else frozenset()
+        self.observers: Fanout = fanout(observers)
 
     @property
     def is_started(self) -> bool:
@@ -179,9 +184,32 @@ class KafkaProducer:
         """
         client = self._require()
         value, k, headers = self._encode(event, key)
-        return await client.send(
-            self.lane_topic(topic, event.priority), value, k, headers, partition
+        return await self._send(
+            client, self.lane_topic(topic, event.priority), value, k, headers, partition
         )
+
+    async def _send(
+        self,
+        client: ProducerTransport,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+        partition: int | None = None,
+    ) -> asyncio.Future[RecordMetadata]:
+        """Every record goes to the client here, so the observers see each one."""
+        if not self.observers:
+            return await client.send(topic, value, key, headers, partition)
+        done = self.observers.sending(topic, headers)
+        try:
+            fut = await client.send(topic, value, key, headers, partition)
+        except BaseException as exc:
+            if done is not None:
+                done(exc)
+            raise
+        if done is not None:
+            fut.add_done_callback(lambda f: done(_error_of(f)))
+        return fut
 
     def _encode(
         self, event: BaseEvent, key: Key
@@ -203,8 +231,13 @@ class KafkaProducer:
         For relays that store encoded records (the outbox). Raises LifecycleError when
         the producer is not started.
         """
-        return await self._require().send(
-            self._raw_lane(topic, headers), value, encode_key(key), list(headers), partition
+        return await self._send(
+            self._require(),
+            self._raw_lane(topic, headers),
+            value,
+            encode_key(key),
+            list(headers),
+            partition,
         )
 
     async def publish(
@@ -225,7 +258,7 @@ class KafkaProducer:
         what = f"{event.event_type} {event.event_id} to {topic}"
         retries = self.settings.producer_retries
         while True:
-            fut = await client.send(topic, value, k, headers, partition)
+            fut = await self._send(client, topic, value, k, headers, partition)
             try:
                 return await self._await(fut, what)
             except PublishError as exc:
@@ -287,8 +320,12 @@ class KafkaProducer:
         """Send a raw value (bytes, str, or a JSON-able object); True once acknowledged."""
         data = encode_raw(value, self._max_bytes)
         try:
-            fut = await self._require().send(
-                self._raw_lane(topic, headers), data, encode_key(key), list(headers)
+            fut = await self._send(
+                self._require(),
+                self._raw_lane(topic, headers),
+                data,
+                encode_key(key),
+                list(headers),
             )
             await self._await(fut, f"raw record to {topic}")
         except (PublishError, LifecycleError) as exc:
@@ -309,7 +346,7 @@ class KafkaProducer:
         for event, (value, headers) in zip(events, encoded, strict=True):
             k = encode_key(key if key is not None else event.default_key())
             futures.append(
-                await client.send(self.lane_topic(topic, event.priority), value, k, headers)
+                await self._send(client, self.lane_topic(topic, event.priority), value, k, headers)
             )
         results = await asyncio.gather(
             *(self._await(f, f"batch to {topic}") for f in futures), return_exceptions=True
@@ -327,6 +364,12 @@ class KafkaProducer:
                 failed[0],
             )
         return [not isinstance(r, BaseException) for r in results]
+
+
+def _error_of(fut: asyncio.Future[RecordMetadata]) -> BaseException | None:
+    if fut.cancelled():
+        return asyncio.CancelledError()
+    return fut.exception()
 
 
 _producer: KafkaProducer | None = None

@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,10 @@ from eventbus._consumer import KafkaConsumer
 from eventbus._dispatch import DlqHandler
 from eventbus._handlers import Handler
 from eventbus._producer import KafkaProducer
+from eventbus._stall import StallDetector
+from eventbus._transport.base import TopicPartition
 from eventbus.errors import BrokerUnavailableError
+from eventbus.observe import Observer, PartitionProgress, fanout
 from eventbus.settings import KafkaSettings, load_settings
 
 logger = logging.getLogger("eventbus.fastapi")
@@ -55,7 +59,17 @@ class EventBus:
         settings: Kafka settings (the environment when omitted).
         enable_producer: seed 001's ``KAFKA_ENABLE_PRODUCER``; False starts no producer.
         retry_interval_s: how often an unreachable broker is tried again.
+        producer: the producer to own (one is made from ``settings`` when omitted).
+        observers: told each consumer group's progress (lag per partition, stalls) every
+            ``progress_interval_s`` (metrics); the process-wide observers when omitted.
+        progress_interval_s: how often progress is sampled (default: a quarter of
+            ``KAFKA_CONSUMER_STALL_THRESHOLD_S``, at most 5 s).
+        clock: monotonic seconds, for stall detection (injectable for tests).
         **overrides: settings fields, e.g. ``client_id``.
+
+    A consumer whose partition's committed offset has not moved while its lag grew for
+    longer than ``KAFKA_CONSUMER_STALL_THRESHOLD_S`` is *stalled*: it is logged, listed
+    by :meth:`stalled`, and the health route answers 503 until it moves again.
     """
 
     def __init__(
@@ -65,9 +79,18 @@ class EventBus:
         enable_producer: bool = True,
         retry_interval_s: float = 5.0,
         producer: KafkaProducer | None = None,
+        observers: Sequence[Observer] | None = None,
+        progress_interval_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
         **overrides: Any,
     ) -> None:
         self.settings = load_settings(settings, **overrides)
+        threshold = self.settings.consumer_stall_threshold_s
+        self.observers = fanout(observers)
+        self.stalls = StallDetector(threshold, clock)
+        self.progress_interval_s = progress_interval_s or min(5.0, threshold / 4)
+        self._stalled: dict[tuple[str, TopicPartition], PartitionProgress] = {}
+        self._monitor: asyncio.Task[None] | None = None
         self.producer: KafkaProducer | None = None
         if enable_producer:
             self.producer = producer or KafkaProducer(settings=self.settings)
@@ -129,14 +152,75 @@ class EventBus:
         self._closing = False
         if not await self._try_start():
             self._connector = asyncio.create_task(self._keep_connecting())
+        if self._subs and self._monitor is None:
+            self._monitor = asyncio.create_task(self._watch(), name="eventbus-progress")
+
+    async def _watch(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(self.progress_interval_s)
+            try:
+                await self.check_progress()
+            except Exception:  # a failed sample must not end the watching
+                logger.exception("sampling consumer progress failed")
+
+    async def check_progress(self) -> dict[str, dict[TopicPartition, PartitionProgress]]:
+        """Sample every consumer's progress now: lag per partition and stalls.
+
+        Tells the observers, logs a partition that became stalled (and one that moved
+        again), and returns the sample per consumer group.
+        """
+        groups: dict[str, dict[TopicPartition, PartitionProgress]] = {}
+        for sub in self._subs:
+            consumer = sub.consumer
+            group = groups.setdefault(consumer.group_id, {})
+            for tp, p in (await consumer.progress()).items():
+                stuck = self.stalls.check((consumer.group_id, tp), p.committed, p.lag)
+                group[tp] = PartitionProgress(p.committed, p.high, p.lag, stuck)
+        self.stalls.keep((g, tp) for g, parts in groups.items() for tp in parts)
+        stalled = {
+            (g, tp): p for g, parts in groups.items() for tp, p in parts.items() if p.stalled
+        }
+        for g, tp in stalled.keys() - self._stalled.keys():
+            p = stalled[(g, tp)]
+            logger.warning(
+                "consumer group %s is stalled on %s[%d]: committed offset %d has not moved "
+                "for over %gs while lag grew to %d",
+                g,
+                tp.topic,
+                tp.partition,
+                p.committed,
+                self.stalls.threshold_s,
+                p.lag,
+            )
+        for g, tp in self._stalled.keys() - stalled.keys():
+            logger.info("consumer group %s moves again on %s[%d]", g, tp.topic, tp.partition)
+        self._stalled = stalled
+        for g, parts in groups.items():
+            self.observers.progress(g, parts)
+        return groups
+
+    def stalled(self) -> list[dict[str, Any]]:
+        """The stalled partitions as of the last sample (:meth:`check_progress`)."""
+        return [
+            {
+                "group": g,
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "committed": p.committed,
+                "lag": p.lag,
+            }
+            for (g, tp), p in sorted(self._stalled.items())
+        ]
 
     async def stop(self) -> None:
         """Stop consumers (draining in-flight work), then the producer."""
         self._closing = True
-        if self._connector is not None:
-            self._connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connector
+        for task in (self._connector, self._monitor):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._connector = self._monitor = None
         for sub in self._subs:
             await sub.consumer.stop()
             if sub.task is not None:
@@ -182,21 +266,29 @@ class EventBus:
         return out
 
     async def health_report(self) -> dict[str, Any]:
-        """:meth:`health` plus ``lag`` per consumer group (:meth:`lag`)."""
-        return {**self.health(), "lag": await self.lag()}
+        """:meth:`health` plus ``lag`` per consumer group (:meth:`lag`) and the
+        ``stalled`` partitions (:meth:`stalled`)."""
+        return {**self.health(), "lag": await self.lag(), "stalled": self.stalled()}
+
+    @property
+    def healthy(self) -> bool:
+        """Connected, and no consumer stalled."""
+        return self.connected and not self._stalled
 
     def health_router(self, path: str = "/health") -> APIRouter:
-        """A router with ``GET path``: 200 when connected, 503 (degraded) otherwise.
+        """A router with ``GET path``: 200 when connected and no consumer is stalled,
+        503 (degraded) otherwise.
 
         The body is ``{"status": "ok"|"degraded", "kafka": {connected, producer,
-        consumers, brokers, error, lag}}``.
+        consumers, brokers, error, lag, stalled}}``.
         """
         router = APIRouter()
 
         @router.get(path)
         async def health() -> JSONResponse:
             kafka = await self.health_report()
-            body = {"status": "ok" if self.connected else "degraded", "kafka": kafka}
-            return JSONResponse(body, status_code=200 if self.connected else 503)
+            ok = self.healthy
+            body = {"status": "ok" if ok else "degraded", "kafka": kafka}
+            return JSONResponse(body, status_code=200 if ok else 503)
 
         return router

@@ -16,6 +16,10 @@ SOURCE_SERVICE = "source_service"
 CONTENT_TYPE = "content-type"
 JSON = "application/json"
 
+# W3C trace context (see eventbus.tracing), carried from the writer to every consumer
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+
 # Dead-letter records (see eventbus.deadletter)
 DLQ_ORIGINAL_TOPIC = "dlq.original_topic"
 DLQ_ORIGINAL_PARTITION = "dlq.original_partition"

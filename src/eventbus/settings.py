@@ -99,6 +99,11 @@ class KafkaSettings(BaseSettings):
     consumer_commit_interval_ms: int = Field(
         default=1_000, gt=0, validation_alias=_env("KAFKA_CONSUMER_COMMIT_INTERVAL_MS")
     )
+    consumer_stall_threshold_s: float = Field(
+        default=60.0, gt=0, validation_alias=_env("KAFKA_CONSUMER_STALL_THRESHOLD_S")
+    )
+    """How long a partition's committed offset may stand still while its lag grows
+    before the consumer counts as stalled (``/ready`` fails, a warning is logged)."""
 
     security_protocol: SecurityProtocol = Field(
         default="PLAINTEXT", validation_alias=_env("KAFKA_SECURITY_PROTOCOL")

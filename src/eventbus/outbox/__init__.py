@@ -16,8 +16,9 @@ change; run an :class:`OutboxRelay` to publish them to Kafka in order per key::
 Guarantees and limits: ``docs/guarantees.md``.
 """
 
+from eventbus.headers import TRACEPARENT
 from eventbus.outbox._claim import OutboxRow
 from eventbus.outbox._relay import OutboxRelay, RelayStats
-from eventbus.outbox._table import TRACEPARENT, Backlog, Outbox
+from eventbus.outbox._table import Backlog, Outbox
 
 __all__ = ["TRACEPARENT", "Backlog", "Outbox", "OutboxRelay", "OutboxRow", "RelayStats"]

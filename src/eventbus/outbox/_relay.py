@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from eventbus._producer import KafkaProducer
 from eventbus._sql import Clock
 from eventbus.errors import BrokerUnavailableError, ConfigurationError
+from eventbus.observe import Observer, fanout
 from eventbus.outbox._claim import OutboxRow, claim_shared, claim_single
 from eventbus.outbox._publish import Batch, Outcome
 from eventbus.outbox._table import Outbox
@@ -111,6 +112,10 @@ class OutboxRelay:
         clock: the current aware UTC time, for ``delivered_at`` and cleanup; the outbox's
             clock by default.
         drain_timeout_s: how long :meth:`stop` lets the cycle in hand finish.
+        observers: told the outbox's backlog (undelivered rows, oldest age) every
+            ``backlog_interval_s`` (metrics); the process-wide observers when omitted.
+            What the relay publishes, the producer's observers see.
+        backlog_interval_s: how often the backlog is sampled for the observers.
     """
 
     _sqlite_relays: ClassVar[set[tuple[str, str]]] = set()
@@ -128,6 +133,8 @@ class OutboxRelay:
         cleanup_interval_s: float | None = 60.0,
         clock: Clock | None = None,
         drain_timeout_s: float = 30.0,
+        observers: Sequence[Observer] | None = None,
+        backlog_interval_s: float = 5.0,
     ) -> None:
         if batch_size < 1:
             raise ConfigurationError("batch_size must be at least 1")
@@ -143,6 +150,8 @@ class OutboxRelay:
         self.cleanup_interval_s = cleanup_interval_s
         self.clock = clock or outbox.clock
         self.drain_timeout_s = drain_timeout_s
+        self.observers = fanout(observers)
+        self.backlog_interval_s = backlog_interval_s
         self.stats = RelayStats()
         self.shared = engine.dialect.name == "postgresql"
         self._degraded = False  # the broker looked down: probe with one row before a batch
@@ -218,7 +227,11 @@ class OutboxRelay:
         loop = asyncio.get_running_loop()
         backoff = self.backoff_s[0]
         next_cleanup = loop.time() + (self.cleanup_interval_s or 0.0)
+        next_sample = loop.time()
         while not self._stopping:
+            if self.observers and loop.time() >= next_sample:
+                next_sample = loop.time() + self.backlog_interval_s
+                await self._sample_backlog()
             try:
                 delivered = await self.run_once()
                 failed = self._last_failed
@@ -242,6 +255,14 @@ class OutboxRelay:
                 await asyncio.sleep(0)  # more is waiting: go on, letting others run
             else:
                 await self._pause(self.poll_interval_s)
+
+    async def _sample_backlog(self) -> None:
+        try:
+            backlog = await self.outbox.backlog(self.engine, now=self.clock())
+        except Exception as exc:  # noqa: BLE001 - a missed sample must not stop relaying
+            self._note_error(exc, "outbox backlog sample failed")
+            return
+        self.observers.backlog(self.outbox.name, backlog.count, backlog.oldest_age_s)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -39,9 +39,8 @@ from eventbus._sql import (
     utcnow,
 )
 from eventbus.errors import ConfigurationError, SerializationError
-
-TRACEPARENT = "traceparent"
-"""The W3C trace-context header carried from the writer's transaction to the record."""
+from eventbus.headers import TRACEPARENT
+from eventbus.observe import Observer, fanout
 
 Key = str | bytes | int | None
 HeaderValue = bytes | str
@@ -124,6 +123,8 @@ class Outbox:
         max_message_bytes: events larger than this are refused by :meth:`add` (keep it at
             or below ``KAFKA_MAX_MESSAGE_BYTES``).
         clock: returns the current aware UTC time; injectable for tests.
+        observers: may add headers to each event written (tracing stores the writer's
+            trace context here); the process-wide observers when omitted.
     """
 
     def __init__(
@@ -134,8 +135,10 @@ class Outbox:
         schema: str | None = None,
         max_message_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         clock: Clock = utcnow,
+        observers: Sequence[Observer] | None = None,
     ) -> None:
         self.metadata = metadata if metadata is not None else MetaData()
+        self.observers = fanout(observers)
         self.max_message_bytes = max_message_bytes
         self.clock = clock
         self.table = Table(
@@ -205,7 +208,8 @@ class Outbox:
             key: the Kafka key; the event's aggregate id (``default_key()``) when omitted.
             headers: extra headers, after the envelope's own.
             traceparent: the W3C ``traceparent`` of the current span; taken from
-                ``headers`` if one is there. It is stored in the row and sent as a header.
+                ``headers`` if one is there, else from the observers (tracing adds the
+                current span's). It is stored in the row and sent as a header.
 
         Returns:
             The row's id (its place in the publishing order).
@@ -279,6 +283,8 @@ class Outbox:
     ) -> int:
         if not topic:
             raise ConfigurationError("an outbox row needs a topic")
+        if traceparent is None and self.observers:
+            self.observers.outgoing(headers)
         carried = next((v.decode("utf-8", "replace") for n, v in headers if n == TRACEPARENT), None)
         if carried is None and traceparent:
             headers.append((TRACEPARENT, traceparent.encode()))
