@@ -40,8 +40,10 @@ def load_document(spec: str) -> dict[str, Any]:
     if callable(found) and not isinstance(found, EventRegistry):
         try:
             found = found()
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"--app {spec}: {exc}") from exc
+        except Exception as exc:  # the user's code: one line, not a traceback
+            raise ConfigurationError(
+                f"--app {spec}: calling {attr} failed: {type(exc).__name__}: {exc}"
+            ) from exc
     if isinstance(found, EventRegistry):
         topics = sorted({r.topic for r in found.registrations() if r.topic is not None})
         document = build_document(

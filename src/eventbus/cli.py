@@ -1,6 +1,6 @@
 """The ``eventbus`` command line: ``broker``, ``topics``, ``dlq``, and the operator's
 commands of :mod:`eventbus._cli_ops` (``tail``, ``publish``, ``lag``, ``groups``,
-``replay``)."""
+``replay``), and ``docs`` (:mod:`eventbus._cli_docs`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from eventbus._cli_common import fail as _fail
 from eventbus._cli_common import kafka_settings as _dlq_settings
 from eventbus._cli_common import run as _run
 from eventbus._cli_common import when as _time
+from eventbus._cli_docs import register_docs
 from eventbus._cli_ops import register_commands
 from eventbus._embedded import EmbeddedBroker, default_data_dir, read_state, stop_from_state
 from eventbus._runtime import embedded_kind
@@ -42,6 +43,7 @@ app.add_typer(broker_app, name="broker")
 app.add_typer(topics_app, name="topics")
 app.add_typer(dlq_app, name="dlq")
 register_commands(app, topics_app)
+register_docs(app)
 
 DataDir = Annotated[
     Path | None,
