@@ -62,6 +62,8 @@ def envelope_headers(event_type: str | None, version: int | None) -> dict[str, d
         h.CORRELATION_ID: _header("the correlation id, when set"),
         h.CAUSATION_ID: _header("the id of the event that caused this one, when set"),
         h.TENANT_ID: _header("the tenant, when set"),
+        h.TRACEPARENT: _header("W3C trace context of the writer's span, when traced"),
+        h.TRACESTATE: _header("W3C trace state, when traced"),
     }
 
 

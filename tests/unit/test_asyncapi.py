@@ -43,6 +43,8 @@ ENVELOPE_HEADERS = {
     headers.CORRELATION_ID,
     headers.CAUSATION_ID,
     headers.TENANT_ID,
+    headers.TRACEPARENT,
+    headers.TRACESTATE,
 }
 DLQ_HEADERS = {getattr(headers, n) for n in headers.__all__ if n.startswith("DLQ_")}
 RETRY_HEADERS = {getattr(headers, n) for n in headers.__all__ if n.startswith("RETRY_")}
