@@ -32,6 +32,7 @@ try:
     from opentelemetry import context as otel_context
     from opentelemetry import trace
     from opentelemetry.propagators.textmap import Getter, Setter
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
     from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TracerProvider
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError as exc:  # pragma: no cover - exercised only without the dependency
@@ -42,6 +43,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the depe
 from eventbus import headers as h
 from eventbus._codec import header_value
 from eventbus._transport.base import Record
+from eventbus.errors import ConfigurationError
 from eventbus.observe import Headers, Observer, Outcome, SendDone
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -171,7 +173,7 @@ def _attributes(
     return attributes
 
 
-def configure_tracing(service_name: str) -> TracerProvider | None:
+def configure_tracing(service_name: str) -> SdkTracerProvider | None:
     """A tracer provider from the standard ``OTEL_*`` environment variables, or None.
 
     Tracing is on when ``OTEL_TRACES_EXPORTER`` names an exporter (``otlp``, the
@@ -185,7 +187,7 @@ def configure_tracing(service_name: str) -> TracerProvider | None:
     several services in one process each keep their own service name.
 
     Raises:
-        ValueError: ``OTEL_TRACES_EXPORTER`` names an exporter this function does not know.
+        ConfigurationError: ``OTEL_TRACES_EXPORTER`` names an exporter this function does not know.
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
@@ -199,7 +201,6 @@ def configure_tracing(service_name: str) -> TracerProvider | None:
     if not names:
         return None
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
     from opentelemetry.sdk.trace.export import (
         BatchSpanProcessor,
         ConsoleSpanExporter,
@@ -215,7 +216,7 @@ def configure_tracing(service_name: str) -> TracerProvider | None:
         elif name == "console":
             exporters.append(ConsoleSpanExporter())
         else:
-            raise ValueError(
+            raise ConfigurationError(
                 f"OTEL_TRACES_EXPORTER={name!r} is not supported here: use otlp, console or none"
             )
     attributes = {SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or service_name}

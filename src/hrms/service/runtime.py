@@ -31,6 +31,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -50,8 +51,11 @@ from eventbus import (
 from eventbus._transport.base import Transport
 from eventbus.fastapi import EventBus
 from eventbus.inbox import Inbox
+from eventbus.metrics import PrometheusMetrics, metrics_router
+from eventbus.observe import Observer
 from eventbus.outbox import Outbox, OutboxRelay
 from eventbus.settings import load_settings
+from eventbus.tracing import TracingObserver, configure_tracing, instrument_fastapi
 from hrms.events import create_system_event, register_catalog
 from hrms.routing import TopicRouter
 from hrms.service import context
@@ -97,7 +101,6 @@ class ConsumerDeclaration:
     concurrency: int
 
 
-
 class Service:
     """An HRMS service: give it tables and routes; it runs them on eventbus.
 
@@ -131,7 +134,14 @@ class Service:
         self.metadata = MetaData()
         for table in metadata.sorted_tables:
             table.to_metadata(self.metadata)
-        self.outbox = Outbox("outbox", self.metadata)
+        # Metrics in a registry of the service's own (``hrms up`` runs ten in one
+        # process); tracing when the OTEL_* environment asks for it.
+        self.metrics = PrometheusMetrics()
+        self.tracer_provider = configure_tracing(f"hrms-{name}")
+        self.observers: list[Observer] = [self.metrics]
+        if self.tracer_provider is not None:
+            self.observers.append(TracingObserver(self.tracer_provider))
+        self.outbox = Outbox("outbox", self.metadata, observers=self.observers)
         self.inbox = Inbox("inbox", self.metadata)
         self.tokens = TokenIssuer(self.settings.signing_key(), self.settings.jwt_ttl_s)
         self.routers: list[APIRouter] = []
@@ -149,7 +159,10 @@ class Service:
         self.producer: KafkaProducer | None = None
         if self.settings.enable_producer:
             self.producer = KafkaProducer(
-                settings=self.kafka, transport=transport, priority_lanes=self.lanes
+                settings=self.kafka,
+                transport=transport,
+                priority_lanes=self.lanes,
+                observers=self.observers,
             )
         self.relay: OutboxRelay | None = None
         self.bus: EventBus | None = None
@@ -197,6 +210,12 @@ class Service:
         (before priority lanes are added); for documentation such as AsyncAPI."""
         return [(spec, tuple(self.router.topics_for(spec.topics))) for spec in self._consumers]
 
+    def tracer(self, name: str) -> trace.Tracer:
+        """A tracer of the service's spans (a no-op tracer when tracing is off)."""
+        if self.tracer_provider is None:
+            return trace.NoOpTracer()
+        return self.tracer_provider.get_tracer(name)
+
     # -- writing ----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -235,7 +254,9 @@ class Service:
     async def start(self) -> None:
         """Migrate the database, start the relay and the consumers (Kafka may be down)."""
         await self.migrate()
-        self.bus = EventBus(self.kafka, enable_producer=False, retry_interval_s=2.0)
+        self.bus = EventBus(
+            self.kafka, enable_producer=False, retry_interval_s=2.0, observers=self.observers
+        )
         for spec in self._consumers:
             consumer = KafkaConsumer(
                 group_id=spec.group,
@@ -245,6 +266,7 @@ class Service:
                 concurrency=spec.concurrency,
                 dead_letter_topic=self.router.dead_letter_topic,
                 priority_lanes=self._lanes_for(self.router.topics_for(spec.topics)),
+                observers=self.observers,
             )
             self.kafka_consumers.append(consumer)
             if spec.batch_size is None:
@@ -255,7 +277,13 @@ class Service:
                     consumer, self._batch(spec.handler), batch_size=spec.batch_size
                 )
         if self.producer is not None:
-            self.relay = OutboxRelay(self.outbox, self.engine, self.producer, poll_interval_s=0.5)
+            self.relay = OutboxRelay(
+                self.outbox,
+                self.engine,
+                self.producer,
+                poll_interval_s=0.5,
+                observers=self.observers,
+            )
             await self.relay.start()
         await self.bus.start()
         if self.producer is not None and self.settings.heartbeat_interval_s > 0:
@@ -284,6 +312,8 @@ class Service:
             await self.producer.stop()
         await self.engine.dispose()
         self.kafka_consumers.clear()
+        if self.tracer_provider is not None:  # export what this run traced
+            await asyncio.to_thread(self.tracer_provider.force_flush, 5_000)
 
     async def _beat(self) -> None:
         """Publish a ``service.health`` heartbeat now and every ``heartbeat_interval_s``.
@@ -349,7 +379,7 @@ class Service:
 
     # -- health -----------------------------------------------------------------------------
     async def ready(self) -> tuple[bool, dict[str, Any]]:
-        """Readiness: database, broker, consumers and outbox backlog."""
+        """Readiness: database, broker, consumers (none stalled) and outbox backlog."""
         checks: dict[str, Any] = {}
         ok = True
         try:
@@ -375,6 +405,10 @@ class Service:
             for c in self.kafka_consumers
         ]
         if not (bus and bus.connected):
+            ok = False
+        stalled = bus.stalled() if bus is not None else []
+        if stalled:
+            checks["stalled"] = stalled
             ok = False
         if self.producer is not None:
             try:
@@ -404,6 +438,9 @@ class Service:
         app.state.tokens = self.tokens
         app.add_middleware(context.CorrelationMiddleware)
         install_error_handlers(app)
+        app.include_router(metrics_router(self.metrics))
+        if self.tracer_provider is not None:
+            instrument_fastapi(app, self.tracer_provider)
 
         @app.get("/health", tags=["health"])
         async def health() -> dict[str, str]:
@@ -412,7 +449,7 @@ class Service:
 
         @app.get("/ready", tags=["health"])
         async def ready() -> JSONResponse:
-            """Readiness: database, broker, consumers, outbox backlog (503 when not ready)."""
+            """Readiness: database, broker, consumers (503 if one is stalled), outbox backlog."""
             ok, checks = await self.ready()
             body = {"status": "ready" if ok else "not ready", "service": self.name, **checks}
             return JSONResponse(body, status_code=200 if ok else 503)

@@ -126,7 +126,9 @@ def build(
     policy = delivery or DeliveryPolicy()
     log = DeliveryLog(delivery_log, service.sessions, service.engine.dialect.name)
     mailer = Mailer(service.settings.smtp_host, service.settings.smtp_port, policy)
-    notifier = Notifier(log, mailer, Templates(), service.settings.mail_from)
+    notifier = Notifier(
+        log, mailer, Templates(), service.settings.mail_from, tracer=service.tracer(__name__)
+    )
 
     async def smtp_state() -> dict[str, Any]:
         return mailer.state()

@@ -16,6 +16,10 @@ from email.message import EmailMessage
 from enum import StrEnum
 from typing import Any
 
+from opentelemetry import trace
+
+from eventbus import headers as h
+from eventbus.tracing import inject
 from hrms.events import NotificationEvent
 from hrms.services.notifications._errors import PermanentDeliveryError, TransientDeliveryError
 from hrms.services.notifications._log import DeliveryLog, Status
@@ -58,9 +62,19 @@ class Notifier:
         mailer: the SMTP sender.
         templates: the body templates.
         sender: the From address.
+        tracer: traces each SMTP conversation (a CLIENT span ``smtp send``, whose W3C
+            ``traceparent`` the e-mail carries as a header); a no-op tracer by default.
     """
 
-    def __init__(self, log: DeliveryLog, mailer: Mailer, templates: Templates, sender: str) -> None:
+    def __init__(
+        self,
+        log: DeliveryLog,
+        mailer: Mailer,
+        templates: Templates,
+        sender: str,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
+        self.tracer = tracer or trace.NoOpTracer()
         self.log = log
         self.mailer = mailer
         self.templates = templates
@@ -147,9 +161,14 @@ class Notifier:
                 await self.log.attempt_failed(event_id, str(exc))
 
             try:
-                await self.mailer.send(
-                    message, attempts=attempts, wait_when_open=wait_when_open, on_failure=failed_try
-                )
+                with self.tracer.start_as_current_span("smtp send", kind=trace.SpanKind.CLIENT):
+                    _carry_trace(message)
+                    await self.mailer.send(
+                        message,
+                        attempts=attempts,
+                        wait_when_open=wait_when_open,
+                        on_failure=failed_try,
+                    )
             except PermanentDeliveryError as exc:
                 await self.log.failed(event_id, str(exc), attempted=True)
                 raise
@@ -158,3 +177,15 @@ class Notifier:
                 raise
             await self.log.sent(event_id)
             return Outcome.SENT
+
+
+def _carry_trace(message: EmailMessage) -> None:
+    """Put the current span's W3C ``traceparent`` in ``message`` (if there is a span)."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return
+    carrier: list[tuple[str, bytes]] = []
+    inject(carrier)
+    for name, value in carrier:
+        if name in (h.TRACEPARENT, h.TRACESTATE):
+            del message[name]
+            message[name] = value.decode()
