@@ -3,6 +3,7 @@ variables, readiness."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -76,3 +77,42 @@ async def test_ready_reports_database_broker_consumers_and_backlog(harness: Harn
     assert body["consumers"]
     assert all(c["running"] for c in body["consumers"])
     assert body["outbox"]["backlog"] == 0
+
+
+async def test_metrics_count_what_the_service_published_and_consumed(harness: Harness) -> None:
+    from tests.conftest import wait_until
+    from tests.services.test_employees import new_employee
+
+    svc = await harness.start("employees")
+    leaves = await harness.start("leaves")  # consumes employee-queue
+    await new_employee(svc, employee_code="MET-1")
+    relay = svc.service.relay
+    assert relay is not None
+    await wait_until(lambda: relay.stats.delivered >= 3)  # employee, audit, welcome mail
+    body = (await svc.http.get("/metrics")).text
+    assert (
+        'eventbus_events_published_total{event_type="employee.created",tenant="acme",'
+        'topic="employee-queue"} 1.0' in body
+    )
+    assert 'eventbus_publish_latency_seconds_count{topic="employee-queue"} 1.0' in body
+    assert "eventbus_outbox_backlog" in body  # sampled at the relay's first cycle
+    consumed = (
+        'eventbus_events_consumed_total{event_type="employee.created",'
+        'group="hrms-leaves",tenant="acme",topic="employee-queue"} 1.0'
+    )
+
+    async def scraped() -> str:
+        return (await leaves.http.get("/metrics")).text
+
+    for _ in range(1000):
+        if consumed in await scraped():
+            break
+        await asyncio.sleep(0.01)
+    assert consumed in await scraped()
+    # each service serves its own registry: the leaves service published nothing
+    published = [
+        line
+        for line in (await scraped()).splitlines()
+        if line.startswith("eventbus_events_published_total{")
+    ]
+    assert not [line for line in published if "employee.created" in line], published
