@@ -22,6 +22,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from eventbus import KafkaSettings, ensure_topics
+from hrms.asyncapi import router as asyncapi_router
+from hrms.asyncapi import system_document
+from hrms.console import PREFIX, Console
 from hrms.mailbox import MailSink
 from hrms.routing import TopicRouter
 from hrms.service import HrmsSettings, Service
@@ -59,7 +62,8 @@ class System:
         kafka: where Kafka is.
         services: which services to run (all by default).
         ports: port per service (``PORTS`` by default; 0 picks a free one).
-        hub_port: the hub's port (service index and received mail); 0 picks a free one.
+        hub_port: the hub's port (service index, received mail, the web console at
+            ``/console``); 0 picks a free one.
         smtp_port: the SMTP sink's port; ``None`` runs no sink (use ``SMTP_HOST``).
     """
 
@@ -141,7 +145,19 @@ class System:
             self.mail.stop()
 
     def _hub(self) -> FastAPI:
-        hub = FastAPI(title="HRMS hub", description="Where everything runs, and received mail.")
+        console = Console(
+            self.kafka,
+            services=lambda: {name: self.url(name) for name in self.running},
+            mail=lambda: self.mail,
+            document=lambda: system_document(self.settings),
+        )
+        hub = FastAPI(
+            title="HRMS hub",
+            description="Where everything runs, received mail, and the web console.",
+            lifespan=console.lifespan,
+        )
+        hub.include_router(console.router(), prefix=PREFIX)
+        hub.include_router(asyncapi_router(self.settings))  # /asyncapi, /asyncapi.json
 
         @hub.get("/")
         async def index() -> dict[str, Any]:
@@ -154,6 +170,8 @@ class System:
                 "kafka": self.kafka.servers,
                 "smtp": f"{self.host}:{self.smtp_port}" if self.mail else None,
                 "mail": f"{self.hub_url}/mail",
+                "console": f"{self.hub_url}{PREFIX}",
+                "asyncapi": f"{self.hub_url}/asyncapi",
             }
 
         @hub.get("/mail")
