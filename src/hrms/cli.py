@@ -100,7 +100,7 @@ async def _up(settings: HrmsSettings, kafka: Any, *, demo: bool, once: bool) -> 
     try:
         password = settings.kept_secret("admin-password", 12)
         await bootstrap_admin(system.running["users"], DEV_TENANT, DEV_ADMIN, password)
-        console.print(f"[bold]hub[/]: {system.hub_url}  (mail received: {system.hub_url}/mail)")
+        console.print(f"[bold]hub[/]: {system.hub_url}  web console: {system.hub_url}/console")
         for name in system.running:
             console.print(f"  {name:<14} {system.url(name)}   docs: {system.url(name)}/docs")
         console.print(

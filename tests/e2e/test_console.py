@@ -9,15 +9,19 @@ Screenshots of every page go to ``test-artifacts/console/<page>.png`` in the rep
 
 from __future__ import annotations
 
+import asyncio
 import re
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect, sync_playwright
 
 from eventbus import KafkaProducer, TopicSpec, ensure_topics
@@ -360,3 +364,58 @@ def test_every_page_loads_without_errors(system: SystemThread, console: Console)
             tail = page.locator("#tail")
             expect(tail).to_have_attribute("data-state", "following", timeout=WAIT_MS)
     console.assert_clean()
+
+
+# -- no broker, or a broker that never answers: an error message, never a hang or a 500 --
+
+
+@pytest.mark.parametrize("broker", ["down", "silent"])
+def test_a_down_or_silent_broker_gives_an_error_page(broker: str) -> None:
+    # in a thread of its own: Playwright's sync API keeps an event loop in this one
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _error_pages(broker)).result(timeout=60)
+
+
+async def _error_pages(broker: str) -> None:
+    import socket
+
+    from eventbus.settings import load_settings
+    from hrms.console import PREFIX
+    from hrms.console import Console as WebConsole
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        if broker == "silent":  # connections are accepted by the kernel, never answered
+            listener.listen(16)
+        else:
+            listener.close()
+        kafka = load_settings(bootstrap_servers=f"127.0.0.1:{port}", connect_timeout_s=5.0)
+        web = WebConsole(
+            kafka,
+            services=lambda: {"<script>alert(1)</script>": "http://127.0.0.1:9"},
+            timeout_s=1.5,
+        )
+        app = FastAPI()
+        app.include_router(web.router(), prefix=PREFIX)
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+                for path in ("/", "/topics", "/groups", "/dead-letters", "/tail"):
+                    started = time.monotonic()
+                    r = await client.get(PREFIX + path)
+                    assert r.status_code == 503, (path, r.text)
+                    assert 'id="error"' in r.text
+                    assert f"127.0.0.1:{port}" in r.text
+                    assert time.monotonic() - started < 10, path
+                api = await client.get(PREFIX + "/api/groups")
+                assert api.status_code == 503
+                assert "127.0.0.1" in api.json()["error"]
+                overview = await client.get(PREFIX + "/")
+                assert "&lt;script&gt;alert(1)&lt;/script&gt;" in overview.text  # escaped
+                assert "<script>alert" not in overview.text
+                replay = await client.post(PREFIX + "/api/dead-letters/x-dlq/0/0/replay")
+                assert replay.status_code == 403  # without X-Console: 1
+                assert (await client.get(PREFIX + "/mail")).status_code == 404  # no sink
+        finally:
+            await web.aclose()
