@@ -401,6 +401,8 @@ class KafkaConsumer:
             committed = self._committed.get(tp)
             if committed is None:
                 committed = await client.committed(tp)
+                if committed is not None:  # known now: the next sample need not ask again
+                    self._committed[tp] = committed
             done = committed or 0
             out[tp] = PartitionProgress(done, high, max(high - done, 0))
         return out

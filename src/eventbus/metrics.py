@@ -177,7 +177,7 @@ class PrometheusMetrics(Observer):
         return done
 
     @contextlib.contextmanager
-    def _timed(self, group: str, records: Sequence[Record]) -> Iterator[None]:
+    def handling(self, group: str, records: Sequence[Record]) -> Iterator[None]:
         started = time.perf_counter()
         try:
             yield
@@ -187,13 +187,6 @@ class PrometheusMetrics(Observer):
             self.handler_duration.labels(group, first.topic, etype).observe(
                 time.perf_counter() - started
             )
-
-    def handling(
-        self, group: str, records: Sequence[Record]
-    ) -> contextlib.AbstractContextManager[None]:
-        if not records:
-            return contextlib.nullcontext()
-        return self._timed(group, records)
 
     def outcome(self, group: str, record: Record, outcome: Outcome) -> None:
         self.outcomes[outcome].labels(

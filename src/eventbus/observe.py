@@ -78,7 +78,8 @@ class Observer:
     def handling(
         self, group: str, records: Sequence[Record]
     ) -> contextlib.AbstractContextManager[None]:
-        """A context around handling ``records`` (one, or a batch), retries included."""
+        """A context around handling ``records`` (one, or a batch; never empty), retries
+        included."""
         return contextlib.nullcontext()
 
     def outcome(self, group: str, record: Record, outcome: Outcome) -> None:
@@ -136,7 +137,7 @@ class Fanout(Observer):
     def handling(
         self, group: str, records: Sequence[Record]
     ) -> contextlib.AbstractContextManager[None]:
-        if not self.observers:
+        if not self.observers or not records:
             return contextlib.nullcontext()
         return self._handling(group, records)
 

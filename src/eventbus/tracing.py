@@ -116,7 +116,7 @@ class TracingObserver(Observer):
         return done
 
     @contextlib.contextmanager
-    def _span(self, group: str, records: Sequence[Record]) -> Iterator[None]:
+    def handling(self, group: str, records: Sequence[Record]) -> Iterator[None]:
         first = records[0]
         links = [Link(c) for c in _span_contexts(records)] if len(records) > 1 else None
         attributes = _attributes(first.topic, first.headers, "process")
@@ -134,13 +134,6 @@ class TracingObserver(Observer):
             links=links,
         ):
             yield
-
-    def handling(
-        self, group: str, records: Sequence[Record]
-    ) -> contextlib.AbstractContextManager[None]:
-        if not records:
-            return contextlib.nullcontext()
-        return self._span(group, records)
 
     def outcome(self, group: str, record: Record, outcome: Outcome) -> None:
         span = trace.get_current_span()
