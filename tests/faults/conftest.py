@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -275,6 +276,23 @@ async def wait_for(
         if loop.time() > deadline:
             raise AssertionError(f"{what}: not reached within {timeout}s")
         await asyncio.sleep(poll)
+
+
+def noida_snapshot_ends(snapshot: Path, topic: str) -> dict[int, int]:
+    """The high watermark of each of ``topic``'s partitions in noida-db's ``kafka.json``.
+
+    noida-db rewrites the snapshot (tmp file, then rename) about once a second while there
+    is traffic and never while idle, so its mtime says nothing about *what* it holds: the
+    content is what a crash test must wait on. Empty while the file or topic is missing.
+    """
+    try:
+        state = json.loads(snapshot.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    for name, body in state.get("topics", []):
+        if name == topic:
+            return {int(pid): int(part["high_watermark"]) for pid, part in body["partitions"]}
+    return {}
 
 
 async def wait_for_async(

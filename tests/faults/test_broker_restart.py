@@ -59,6 +59,7 @@ from tests.faults.conftest import (
     ScenarioResult,
     Tally,
     caught_up,
+    noida_snapshot_ends,
     offsets_probe,
     read_to_end,
     settings,
@@ -340,11 +341,15 @@ async def test_consumer_survives_a_broker_crash(
     plan = make_plan(1000, raw=100, dead_letter_now=300, seed=41)
     async with KafkaProducer(settings=s) as producer:
         await publish(producer, topic, plan.items)
-    produced = time.time()
+    _, ends = await read_to_end(bootstrap, topic, read_committed=False)
     snapshot = noida.data_dir / "kafka.json"
-    await wait_for(  # the source records are in noida-db's snapshot before the crash
-        lambda: snapshot.exists() and snapshot.stat().st_mtime > produced + 0.05, 30, "snapshot"
-    )
+
+    def in_snapshot() -> bool:
+        saved = noida_snapshot_ends(snapshot, topic)
+        return all(saved.get(p, -1) >= end for p, end in ends.items())
+
+    # the source records are in noida-db's snapshot before the crash
+    await wait_for(in_snapshot, 30, f"{topic} up to {ends} in {snapshot}", poll=0.1)
     db = tmp_path / "effects.sqlite3"
     effects = Effects(db)
     await effects.create()
